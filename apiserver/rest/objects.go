@@ -1,0 +1,481 @@
+package rest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/strategicpatch"
+
+	"github.com/svclab/svclab/apiserver/store"
+)
+
+// Patch content types (kube-apiserver's names).
+const (
+	jsonPatchType      = "application/json-patch+json"
+	mergePatchType     = "application/merge-patch+json"
+	strategicPatchType = "application/strategic-merge-patch+json"
+	applyPatchType     = "application/apply-patch+yaml"
+)
+
+// listOptions parses ?labelSelector= and ?fieldSelector= (400 when
+// unparseable; a field key the resource does not support is refused by the
+// store's Validate, also 400).
+func listOptions(r *http.Request, res *store.Resource) (store.ListOptions, error) {
+	var opts store.ListOptions
+	q := r.URL.Query()
+	if s := q.Get("labelSelector"); s != "" {
+		sel, err := labels.Parse(s)
+		if err != nil {
+			return opts, apierrors.NewBadRequest(err.Error())
+		}
+		opts.LabelSelector = sel
+	}
+	if s := q.Get("fieldSelector"); s != "" {
+		sel, err := fields.ParseSelector(s)
+		if err != nil {
+			return opts, apierrors.NewBadRequest(fmt.Sprintf("invalid field selector: %v", err))
+		}
+		opts.FieldSelector = sel
+	}
+	if err := opts.Validate(res); err != nil {
+		return opts, err
+	}
+	return opts, nil
+}
+
+// setTypeMeta sets apiVersion and kind on an object of res.
+func setTypeMeta(res *store.Resource, obj runtime.Object) {
+	obj.GetObjectKind().SetGroupVersionKind(res.GroupVersionKind())
+}
+
+// buildList returns res's typed list (e.g. *corev1.ServiceList) of objs with
+// apiVersion, kind and metadata.resourceVersion set, items with apiVersion
+// and kind set too.
+func buildList(res *store.Resource, objs []store.Object, rv uint64) (runtime.Object, error) {
+	list := res.NewList()
+	items := make([]runtime.Object, len(objs))
+	for i, o := range objs {
+		setTypeMeta(res, o)
+		items[i] = o
+	}
+	if err := meta.SetList(list, items); err != nil {
+		return nil, fmt.Errorf("build %s: %w", res.ListKind, err)
+	}
+	lm, err := meta.ListAccessor(list)
+	if err != nil {
+		return nil, fmt.Errorf("build %s: %w", res.ListKind, err)
+	}
+	lm.SetResourceVersion(strconv.FormatUint(rv, 10))
+	list.GetObjectKind().SetGroupVersionKind(schema.GroupVersionKind{Group: res.Group, Version: res.Version, Kind: res.ListKind})
+	return list, nil
+}
+
+func (h *handler) list(w http.ResponseWriter, r *http.Request, rq *request, ns string) {
+	res := rq.res
+	f, se := negotiate(r, true)
+	rq.format = f
+	if se != nil {
+		h.fail(w, r, rq, se, errTarget{})
+		return
+	}
+	opts, err := listOptions(r, res)
+	if err != nil {
+		h.fail(w, r, rq, err, targetOf(res, ""))
+		return
+	}
+	objs, rv, err := h.st.List(r.Context(), res, ns, opts)
+	if err != nil {
+		h.fail(w, r, rq, err, targetOf(res, ""))
+		return
+	}
+	if f == formatTable {
+		h.writeOut(w, r, rq, http.StatusOK, newTable(res, objs, rv, includeObject(r), time.Now()))
+		return
+	}
+	list, err := buildList(res, objs, rv)
+	if err != nil {
+		h.fail(w, r, rq, err, targetOf(res, ""))
+		return
+	}
+	h.writeOut(w, r, rq, http.StatusOK, list)
+}
+
+// writeOut writes v (an object, a list or a Table) in the negotiated format.
+func (h *handler) writeOut(w http.ResponseWriter, r *http.Request, rq *request, code int, v any) {
+	if err := writeBody(w, code, rq.format, v); err != nil {
+		h.log.Debug("write response", "path", r.URL.Path, "err", err)
+	}
+}
+
+// writeObject writes one object of rq.res (as a one-row Table if asked).
+func (h *handler) writeObject(w http.ResponseWriter, r *http.Request, rq *request, code int, obj store.Object) {
+	setTypeMeta(rq.res, obj)
+	if rq.format == formatTable {
+		h.writeOut(w, r, rq, code, newTable(rq.res, []store.Object{obj}, 0, includeObject(r), time.Now()))
+		return
+	}
+	h.writeOut(w, r, rq, code, obj)
+}
+
+func (h *handler) get(w http.ResponseWriter, r *http.Request, rq *request, ns, name string) {
+	f, se := negotiate(r, rq.subresource == "")
+	rq.format = f
+	if se != nil {
+		h.fail(w, r, rq, se, errTarget{})
+		return
+	}
+	obj, err := h.st.Get(r.Context(), rq.res, ns, name)
+	if err != nil {
+		h.fail(w, r, rq, err, targetOf(rq.res, name))
+		return
+	}
+	h.writeObject(w, r, rq, http.StatusOK, obj)
+}
+
+// decodeBody reads and decodes the request body as an object of res (JSON or
+// YAML), returning field-validation warnings.
+func (h *handler) decodeBody(w http.ResponseWriter, r *http.Request, res *store.Resource) (store.Object, []string, error) {
+	bf, se := bodyFormat(r)
+	if se != nil {
+		return nil, nil, se
+	}
+	fv, err := parseFieldValidation(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := readBody(w, r, h.maxBody)
+	if err != nil {
+		return nil, nil, err
+	}
+	if data, err = toJSON(data, bf); err != nil {
+		return nil, nil, err
+	}
+	if t := bytes.TrimSpace(data); len(t) == 0 || string(t) == "null" {
+		return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("the request body is empty: expected a %s", res.Kind))
+	}
+	obj := res.New()
+	warnings, err := decodeJSON(data, res, obj, fv)
+	if err != nil {
+		return nil, nil, err
+	}
+	return obj, warnings, nil
+}
+
+func (h *handler) create(w http.ResponseWriter, r *http.Request, rq *request, ns string) {
+	res := rq.res
+	f, se := negotiate(r, false)
+	rq.format = f
+	if se != nil {
+		h.fail(w, r, rq, se, errTarget{})
+		return
+	}
+	if err := refuseDryRun(r); err != nil {
+		h.fail(w, r, rq, err, errTarget{})
+		return
+	}
+	obj, warnings, err := h.decodeBody(w, r, res)
+	if err != nil {
+		h.fail(w, r, rq, err, targetOf(res, ""))
+		return
+	}
+	t := targetOf(res, obj.GetName())
+	if err := prepareNamespace(res, obj, ns); err != nil {
+		h.fail(w, r, rq, err, t)
+		return
+	}
+	if obj.GetResourceVersion() != "" {
+		h.fail(w, r, rq, apierrors.NewBadRequest("resourceVersion should not be set on objects to be created"), t)
+		return
+	}
+	generateName(obj)
+	t.name = obj.GetName()
+	if err := validateMeta(res, obj); err != nil {
+		h.fail(w, r, rq, err, t)
+		return
+	}
+	if res.Namespaced {
+		t.createNamespace = ns
+	}
+	out, err := h.st.Create(r.Context(), res, obj)
+	if err != nil {
+		h.fail(w, r, rq, err, t)
+		return
+	}
+	setWarnings(w, warnings)
+	h.writeObject(w, r, rq, http.StatusCreated, out)
+}
+
+func (h *handler) update(w http.ResponseWriter, r *http.Request, rq *request, ns, name string) {
+	res := rq.res
+	t := targetOf(res, name)
+	f, se := negotiate(r, false)
+	rq.format = f
+	if se != nil {
+		h.fail(w, r, rq, se, errTarget{})
+		return
+	}
+	if err := refuseDryRun(r); err != nil {
+		h.fail(w, r, rq, err, t)
+		return
+	}
+	obj, warnings, err := h.decodeBody(w, r, res)
+	if err != nil {
+		h.fail(w, r, rq, err, t)
+		return
+	}
+	if err := checkName(obj, name); err != nil {
+		h.fail(w, r, rq, err, t)
+		return
+	}
+	if err := prepareNamespace(res, obj, ns); err != nil {
+		h.fail(w, r, rq, err, t)
+		return
+	}
+	if err := validateMeta(res, obj); err != nil {
+		h.fail(w, r, rq, err, t)
+		return
+	}
+	out, err := h.st.Update(r.Context(), res, obj, store.UpdateOptions{Subresource: rq.subresource})
+	if err != nil {
+		h.fail(w, r, rq, err, t)
+		return
+	}
+	setWarnings(w, warnings)
+	h.writeObject(w, r, rq, http.StatusOK, out)
+}
+
+// patcher applies one kind of patch to the JSON of an object of res.
+type patcher func(cur []byte) ([]byte, error)
+
+// patchType returns the patch type named by a request's Content-Type: 415
+// for anything but kube-apiserver's three patch types (server-side apply
+// included, which svclab does not implement).
+func patchType(contentType string) (string, error) {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		mt = contentType
+	}
+	switch mt {
+	case jsonPatchType, mergePatchType, strategicPatchType:
+		return mt, nil
+	case applyPatchType:
+		contentType += " (server-side apply is not supported; use POST /lab/v1/apply)"
+	}
+	return "", errUnsupportedMediaType(contentType, jsonPatchType, mergePatchType, strategicPatchType)
+}
+
+// newPatcher checks a patch document of type pt and returns the function
+// that applies it (400 for a patch that is not valid for its type).
+func newPatcher(pt string, patch []byte, res *store.Resource) (patcher, error) {
+	switch pt {
+	case jsonPatchType:
+		p, err := jsonpatch.DecodePatch(patch)
+		if err != nil {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("error decoding patch: %v", err))
+		}
+		return func(cur []byte) ([]byte, error) {
+			out, err := p.Apply(cur)
+			if err != nil {
+				return nil, apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, "", schema.GroupResource{}, "",
+					fmt.Sprintf("the server rejected our request due to an error in our request: %v", err), 0, false)
+			}
+			return out, nil
+		}, nil
+	case mergePatchType, strategicPatchType:
+		var m map[string]any
+		if err := json.Unmarshal(patch, &m); err != nil {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("error decoding patch: %v", err))
+		}
+		if pt == mergePatchType {
+			return func(cur []byte) ([]byte, error) {
+				out, err := jsonpatch.MergePatch(cur, patch)
+				if err != nil {
+					return nil, apierrors.NewBadRequest(fmt.Sprintf("apply merge patch: %v", err))
+				}
+				return out, nil
+			}, nil
+		}
+		return func(cur []byte) ([]byte, error) {
+			out, err := strategicpatch.StrategicMergePatch(cur, patch, res.New())
+			if err != nil {
+				return nil, apierrors.NewBadRequest(fmt.Sprintf("apply strategic merge patch: %v", err))
+			}
+			return out, nil
+		}, nil
+	default:
+		return nil, fmt.Errorf("patch type %q: %w", pt, errUnsupportedMediaType(pt))
+	}
+}
+
+func (h *handler) patch(w http.ResponseWriter, r *http.Request, rq *request, ns, name string) {
+	res := rq.res
+	t := targetOf(res, name)
+	f, se := negotiate(r, false)
+	rq.format = f
+	if se != nil {
+		h.fail(w, r, rq, se, errTarget{})
+		return
+	}
+	if err := refuseDryRun(r); err != nil {
+		h.fail(w, r, rq, err, t)
+		return
+	}
+	fv, err := parseFieldValidation(r)
+	if err != nil {
+		h.fail(w, r, rq, err, t)
+		return
+	}
+	pt, err := patchType(r.Header.Get("Content-Type"))
+	if err != nil {
+		h.fail(w, r, rq, err, t)
+		return
+	}
+	body, err := readBody(w, r, h.maxBody)
+	if err != nil {
+		h.fail(w, r, rq, err, t)
+		return
+	}
+	apply, err := newPatcher(pt, body, res)
+	if err != nil {
+		h.fail(w, r, rq, err, t)
+		return
+	}
+	var warnings []string
+	out, err := h.st.GuaranteedUpdate(r.Context(), res, ns, name, store.UpdateOptions{Subresource: rq.subresource},
+		func(cur store.Object) (store.Object, error) {
+			setTypeMeta(res, cur)
+			curJSON, err := json.Marshal(cur)
+			if err != nil {
+				return nil, fmt.Errorf("encode %s %s/%s: %w", res.Kind, ns, name, err)
+			}
+			cur.GetObjectKind().SetGroupVersionKind(schema.GroupVersionKind{})
+			patched, err := apply(curJSON)
+			if err != nil {
+				return nil, err
+			}
+			obj := res.New()
+			if warnings, err = decodeJSON(patched, res, obj, fv); err != nil {
+				return nil, err
+			}
+			obj.GetObjectKind().SetGroupVersionKind(schema.GroupVersionKind{})
+			return finishPatched(res, cur, obj, ns, name)
+		})
+	if err != nil {
+		h.fail(w, r, rq, err, t)
+		return
+	}
+	setWarnings(w, warnings)
+	h.writeObject(w, r, rq, http.StatusOK, out)
+}
+
+// finishPatched checks a patched object against the current one: name and
+// namespace may not change (400), a resourceVersion the patch set must be the
+// current one (409, an optimistic-concurrency precondition, as in
+// kube-apiserver), uid and creationTimestamp stay the server's. It returns
+// cur itself when the patch changed nothing, so the store writes nothing.
+func finishPatched(res *store.Resource, cur, obj store.Object, ns, name string) (store.Object, error) {
+	if err := checkName(obj, name); err != nil {
+		return nil, err
+	}
+	if obj.GetNamespace() != ns {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf(
+			"the namespace of the object (%s) does not match the namespace on the URL (%s)", obj.GetNamespace(), ns))
+	}
+	switch rv := obj.GetResourceVersion(); {
+	case rv == "":
+		obj.SetResourceVersion(cur.GetResourceVersion())
+	case rv != cur.GetResourceVersion():
+		return nil, apierrors.NewConflict(schema.GroupResource{Group: res.Group, Resource: res.Name}, name,
+			errors.New(conflictMessage))
+	}
+	obj.SetUID(cur.GetUID())
+	obj.SetCreationTimestamp(cur.GetCreationTimestamp())
+	if err := validateMeta(res, obj); err != nil {
+		return nil, err
+	}
+	if apiequality.Semantic.DeepEqual(cur, obj) {
+		return cur, nil
+	}
+	return obj, nil
+}
+
+func (h *handler) delete(w http.ResponseWriter, r *http.Request, rq *request, ns, name string) {
+	res := rq.res
+	t := targetOf(res, name)
+	f, se := negotiate(r, false)
+	rq.format = f
+	if se != nil {
+		h.fail(w, r, rq, se, errTarget{})
+		return
+	}
+	if err := refuseDryRun(r); err != nil {
+		h.fail(w, r, rq, err, t)
+		return
+	}
+	var opts metav1.DeleteOptions
+	body, err := readBody(w, r, h.maxBody)
+	if err != nil {
+		h.fail(w, r, rq, err, t)
+		return
+	}
+	if len(body) > 0 {
+		bf, se := bodyFormat(r)
+		if se != nil {
+			h.fail(w, r, rq, se, t)
+			return
+		}
+		if body, err = toJSON(body, bf); err == nil {
+			if jerr := json.Unmarshal(body, &opts); jerr != nil {
+				err = apierrors.NewBadRequest(fmt.Sprintf("decode DeleteOptions: %v", jerr))
+			}
+		}
+		if err != nil {
+			h.fail(w, r, rq, err, t)
+			return
+		}
+	}
+	var rv string
+	if p := opts.Preconditions; p != nil {
+		if p.ResourceVersion != nil {
+			rv = *p.ResourceVersion
+		}
+		if p.UID != nil {
+			// The store checks only resourceVersion: check the uid here and pin the
+			// version we checked, so a concurrent replacement is a Conflict.
+			cur, err := h.st.Get(r.Context(), res, ns, name)
+			if err != nil {
+				h.fail(w, r, rq, err, t)
+				return
+			}
+			if cur.GetUID() != *p.UID {
+				h.fail(w, r, rq, apierrors.NewConflict(t.gr, name, fmt.Errorf(
+					"Precondition failed: UID in precondition: %v, UID in object meta: %v", *p.UID, cur.GetUID())), t)
+				return
+			}
+			if rv == "" {
+				rv = cur.GetResourceVersion()
+			}
+		}
+	}
+	out, err := h.st.Delete(r.Context(), res, ns, name, rv)
+	if err != nil {
+		h.fail(w, r, rq, err, t)
+		return
+	}
+	h.writeObject(w, r, rq, http.StatusOK, out)
+}
