@@ -50,6 +50,11 @@ type Resource struct {
 	prepareForUpdate func(obj, old Object)
 	// fields maps the resource-specific field selector keys to their values.
 	fields map[string]func(obj Object) string
+	// tracksGeneration says whether kube-apiserver's strategy for this kind
+	// maintains metadata.generation: EndpointSlices do, and Pods since the
+	// pod-generation feature (KEP-5067, 1.33); Services, Nodes, Namespaces
+	// and Endpoints never get one (kubectl -o yaml shows none).
+	tracksGeneration bool
 	// labelsBumpGeneration makes a label change bump generation
 	// (EndpointSlice, as kube-apiserver's strategy does).
 	labelsBumpGeneration bool
@@ -123,6 +128,7 @@ var (
 		New:               func() Object { return &corev1.Pod{} },
 		NewList:           func() runtime.Object { return &corev1.PodList{} },
 		StatusSubresource: true,
+		tracksGeneration:  true,
 		prepareForCreate: func(obj Object) {
 			obj.(*corev1.Pod).Status = corev1.PodStatus{Phase: corev1.PodPending}
 		},
@@ -147,6 +153,7 @@ var (
 		Group: "discovery.k8s.io", Version: "v1", Namespaced: true,
 		New:                  func() Object { return &discoveryv1.EndpointSlice{} },
 		NewList:              func() runtime.Object { return &discoveryv1.EndpointSliceList{} },
+		tracksGeneration:     true,
 		labelsBumpGeneration: true,
 	})
 )
@@ -184,7 +191,9 @@ func newResource(r *Resource) *Resource {
 		switch n := t.Field(i).Name; n {
 		case "TypeMeta", "ObjectMeta", "Status":
 		default:
-			r.specFields = append(r.specFields, n)
+			if r.tracksGeneration {
+				r.specFields = append(r.specFields, n)
+			}
 		}
 	}
 	if _, ok := t.FieldByName("Status"); ok != r.StatusSubresource {
@@ -261,8 +270,11 @@ func (r *Resource) copyStatus(dst, src Object) {
 // specChanged reports whether the change from old to cur bumps
 // metadata.generation: a change of any top-level field but metadata and
 // status (for EndpointSlices, also of labels), compared semantically (nil and
-// empty are equal).
+// empty are equal). It is always false for kinds without generation.
 func (r *Resource) specChanged(old, cur Object) bool {
+	if !r.tracksGeneration {
+		return false
+	}
 	ov, nv := reflect.ValueOf(old).Elem(), reflect.ValueOf(cur).Elem()
 	for _, f := range r.specFields {
 		if !equality.Semantic.DeepEqual(ov.FieldByName(f).Interface(), nv.FieldByName(f).Interface()) {

@@ -534,7 +534,10 @@ func (b *batch) planCreate(r *request, p *plan) error {
 	}
 	obj.SetUID(uuid.NewUUID())
 	obj.SetCreationTimestamp(metav1.NewTime(time.Now().Truncate(time.Second)))
-	obj.SetGeneration(1)
+	obj.SetGeneration(0)
+	if res.tracksGeneration {
+		obj.SetGeneration(1)
+	}
 	obj.SetResourceVersion("")
 	obj.SetDeletionTimestamp(nil)
 	obj.SetDeletionGracePeriodSeconds(nil)
