@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/utils/ptr"
 
 	"github.com/svclab/svclab/apiserver/store"
 )
@@ -29,13 +30,17 @@ var errPodReplaced = errors.New("pod was replaced")
 // IP. A pod bound to a node that does not exist stays Pending untouched, as
 // in kube, where no kubelet would ever pick it up.
 //
-// Deletion: svclab's store deletes objects at once, so the kubelet normally
-// sees a pod vanish and cleans up after it. If a pod carries a
-// deletionTimestamp (graceful deletion, when the API layer implements it),
-// the kubelet keeps it running (Ready, so its endpoints are
-// serving+terminating) for the longest preStop sleep action of its
-// containers (capped by the grace period), then stops it, reports it
-// Succeeded and deletes the object, like kubelet's termination path.
+// Deletion: a pod deleted through the API (store.DeleteWithOptions) is
+// marked with a deletionTimestamp and stays stored. The kubelet keeps it
+// running (Ready, so its endpoints are serving+terminating) for the longest
+// preStop sleep action of its containers (capped by the grace period), then
+// stops it, reports it Succeeded and deletes the object with grace 0 and a uid
+// precondition, like kubelet's termination path and status manager. A
+// terminating pod that is already finished, or cannot run on its node, is
+// deleted the same way as long as its node exists (a pod bound to a missing
+// node stays Terminating: there is no kubelet, and svclab has no pod garbage
+// collector to force-delete it). A pod removed at once (Store.Delete, a
+// namespace delete, a grace-0 delete) is simply cleaned up after.
 type kubelet struct {
 	st      *store.Store
 	cache   *cache
@@ -205,6 +210,9 @@ func (k *kubelet) sync(ctx context.Context, key string) error {
 	}
 	if !shouldRun {
 		k.releaseIP(key)
+		if pod != nil && pod.DeletionTimestamp != nil && node != nil {
+			return k.deletePod(ctx, key, pod) // finished, or cannot run here: nothing to wait for
+		}
 		return nil
 	}
 	hostIP := nodeInternalIP(node)
@@ -294,19 +302,25 @@ func (k *kubelet) terminate(ctx context.Context, key string, pod *corev1.Pod, re
 	if err := k.writeStatus(ctx, pod, phaseTerminated, hostIP, netip.Addr{}); err != nil {
 		return err
 	}
-	cur, err := k.st.Get(ctx, store.Pods, pod.Namespace, pod.Name)
-	if errors.Is(err, store.ErrNotFound) {
+	return k.deletePod(ctx, key, pod)
+}
+
+// deletePod finishes a graceful deletion as kubelet's status manager does: a
+// delete with grace 0 and the pod's uid as precondition, so that a pod
+// re-created under the same name is left alone.
+func (k *kubelet) deletePod(ctx context.Context, key string, pod *corev1.Pod) error {
+	_, err := k.st.DeleteWithOptions(ctx, store.Pods, pod.Namespace, pod.Name, store.DeleteOptions{
+		Preconditions:      store.Preconditions{UID: pod.UID},
+		GracePeriodSeconds: ptr.To[int64](0),
+	})
+	switch {
+	case err == nil:
+		k.log.Debug("terminated pod deleted", "pod", key)
 		return nil
-	} else if err != nil {
-		return fmt.Errorf("get pod %s: %w", key, err)
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrConflict):
+		return nil // already gone, or replaced by a new pod (which gets its own sync)
 	}
-	if cur.GetUID() != pod.UID {
-		return nil
-	}
-	if _, err := k.st.Delete(ctx, store.Pods, pod.Namespace, pod.Name, cur.GetResourceVersion()); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("delete terminated pod %s: %w", key, err)
-	}
-	return nil
+	return fmt.Errorf("delete terminated pod %s: %w", key, err)
 }
 
 // writeStatus writes the kubelet's status for pod in phase ph, computed on

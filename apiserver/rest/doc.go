@@ -17,8 +17,20 @@
 //
 // Verbs: list (labelSelector, fieldSelector), get, create (POST), replace (PUT),
 // patch (merge, strategic merge and JSON patch, applied atomically through
-// store.GuaranteedUpdate), delete (with optional preconditions) and watch
-// (?watch=true, a stream of metav1.WatchEvent JSON lines). Bodies may be JSON
+// store.GuaranteedUpdate), delete and watch (?watch=true, a stream of
+// metav1.WatchEvent JSON lines).
+//
+// Delete takes DeleteOptions from the body, or from the query when there is
+// no body (?gracePeriodSeconds=, ?propagationPolicy=, ?uid=, ...), exactly as
+// kube-apiserver: preconditions (409), gracePeriodSeconds, and
+// propagationPolicy/orphanDependents, validated (422) and otherwise without
+// effect (no garbage collector). Pods are deleted gracefully
+// (store.DeleteWithOptions): the answer is the pod with
+// metadata.deletionTimestamp and deletionGracePeriodSeconds set, "Terminating"
+// in kubectl get, until its kubelet (apiserver/controllers) stops it and
+// deletes it with grace 0; gracePeriodSeconds=0 (kubectl delete --force
+// --grace-period=0), an unscheduled or a finished pod are removed at once.
+// Every other kind is removed at once. Bodies may be JSON
 // or YAML; responses are JSON, YAML (Accept: application/yaml) or a
 // meta.k8s.io/v1 Table (the server-side printing kubectl asks for).
 //
@@ -33,7 +45,8 @@
 // http://127.0.0.1:PORT): get (server-side tables, -A, -o wide/yaml/json/name,
 // -l, -w), create -f, apply -f (client-side apply: last-applied annotation,
 // created/unchanged/configured), replace, label/annotate/patch/edit, delete
-// (which waits through a watch), describe (without events: there is no events
+// (which waits through a watch until the object is gone: for a pod, until its
+// kubelet finished it; --force --grace-period=0 at once), describe (without events: there is no events
 // resource), api-resources, version. Not working: explain (no schemas),
 // apply --server-side, --dry-run=server and diff (dryRun is refused).
 //

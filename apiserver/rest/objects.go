@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -414,6 +415,15 @@ func finishPatched(res *store.Resource, cur, obj store.Object, ns, name string) 
 	return obj, nil
 }
 
+// delete serves DELETE of one object as kube-apiserver's DeleteResource
+// handler and generic registry do: DeleteOptions from the body, or (only when
+// there is no body) from the query (?gracePeriodSeconds=, ?propagationPolicy=,
+// ?orphanDependents=); invalid options are 422; preconditions are 409 with
+// rest.BeforeDelete's messages. Pods are deleted gracefully (see
+// store.DeleteWithOptions); propagationPolicy is accepted and has no effect
+// (there is no garbage collector). The answer is 200 with the object: the
+// terminating Pod, or the last state of the removed object (202 instead of 200
+// for a Pod left terminating when orphanDependents=false, as kube-apiserver).
 func (h *handler) delete(w http.ResponseWriter, r *http.Request, rq *request, ns, name string) {
 	res := rq.res
 	t := targetOf(res, name)
@@ -427,55 +437,105 @@ func (h *handler) delete(w http.ResponseWriter, r *http.Request, rq *request, ns
 		h.fail(w, r, rq, err, t)
 		return
 	}
-	var opts metav1.DeleteOptions
-	body, err := readBody(w, r, h.maxBody)
+	opts, err := h.deleteOptions(w, r)
 	if err != nil {
 		h.fail(w, r, rq, err, t)
 		return
 	}
-	if len(body) > 0 {
-		bf, se := bodyFormat(r)
-		if se != nil {
-			h.fail(w, r, rq, se, t)
+	if errs := metav1validation.ValidateDeleteOptions(&opts); len(errs) > 0 {
+		// The registry reads the object before it validates the options.
+		if _, err := h.st.Get(r.Context(), res, ns, name); err != nil {
+			h.fail(w, r, rq, err, t)
 			return
 		}
-		if body, err = toJSON(body, bf); err == nil {
-			if jerr := json.Unmarshal(body, &opts); jerr != nil {
-				err = apierrors.NewBadRequest(fmt.Sprintf("decode DeleteOptions: %v", jerr))
-			}
+		h.fail(w, r, rq, apierrors.NewInvalid(schema.GroupKind{Group: metav1.GroupName, Kind: "DeleteOptions"}, "", errs), t)
+		return
+	}
+	sopts := store.DeleteOptions{GracePeriodSeconds: opts.GracePeriodSeconds}
+	if p := opts.Preconditions; p != nil {
+		if p.UID != nil {
+			sopts.Preconditions.UID = *p.UID
 		}
-		if err != nil {
+		if p.ResourceVersion != nil {
+			sopts.Preconditions.ResourceVersion = *p.ResourceVersion
+		}
+		if err := h.checkPreconditions(r, res, ns, name, sopts.Preconditions); err != nil {
 			h.fail(w, r, rq, err, t)
 			return
 		}
 	}
-	var rv string
-	if p := opts.Preconditions; p != nil {
-		if p.ResourceVersion != nil {
-			rv = *p.ResourceVersion
-		}
-		if p.UID != nil {
-			// The store checks only resourceVersion: check the uid here and pin the
-			// version we checked, so a concurrent replacement is a Conflict.
-			cur, err := h.st.Get(r.Context(), res, ns, name)
-			if err != nil {
-				h.fail(w, r, rq, err, t)
-				return
-			}
-			if cur.GetUID() != *p.UID {
-				h.fail(w, r, rq, apierrors.NewConflict(t.gr, name, fmt.Errorf(
-					"Precondition failed: UID in precondition: %v, UID in object meta: %v", *p.UID, cur.GetUID())), t)
-				return
-			}
-			if rv == "" {
-				rv = cur.GetResourceVersion()
-			}
-		}
-	}
-	out, err := h.st.Delete(r.Context(), res, ns, name, rv)
+	out, err := h.st.DeleteWithOptions(r.Context(), res, ns, name, sopts)
 	if err != nil {
 		h.fail(w, r, rq, err, t)
 		return
 	}
-	h.writeObject(w, r, rq, http.StatusOK, out)
+	code := http.StatusOK
+	// OrphanDependents is deprecated, but kube-apiserver still answers 202 for it.
+	if store.IsTerminating(out) && opts.OrphanDependents != nil && !*opts.OrphanDependents {
+		code = http.StatusAccepted
+	}
+	h.writeObject(w, r, rq, code, out)
+}
+
+// metaParameterCodec decodes the query parameters of meta/v1 options
+// (DeleteOptions: gracePeriodSeconds, propagationPolicy, orphanDependents,
+// uid and resourceVersion preconditions). metav1.ParameterCodec cannot: its
+// scheme lacks the url.Values conversions, which AddToGroupVersion registers.
+var metaParameterCodec = func() runtime.ParameterCodec {
+	s := runtime.NewScheme()
+	metav1.AddToGroupVersion(s, metav1.SchemeGroupVersion)
+	return runtime.NewParameterCodec(s)
+}()
+
+// deleteOptions decodes a DELETE's DeleteOptions: the body (JSON or YAML) if
+// there is one, else the query parameters (400 when they do not parse).
+func (h *handler) deleteOptions(w http.ResponseWriter, r *http.Request) (metav1.DeleteOptions, error) {
+	var opts metav1.DeleteOptions
+	body, err := readBody(w, r, h.maxBody)
+	if err != nil {
+		return opts, err
+	}
+	if len(body) == 0 {
+		if q := r.URL.Query(); len(q) > 0 {
+			if err := metaParameterCodec.DecodeParameters(q, metav1.SchemeGroupVersion, &opts); err != nil {
+				return opts, apierrors.NewBadRequest(err.Error())
+			}
+		}
+		return opts, nil
+	}
+	bf, se := bodyFormat(r)
+	if se != nil {
+		return opts, se
+	}
+	if body, err = toJSON(body, bf); err != nil {
+		return opts, err
+	}
+	if err := json.Unmarshal(body, &opts); err != nil {
+		return opts, apierrors.NewBadRequest(fmt.Sprintf("decode DeleteOptions: %v", err))
+	}
+	return opts, nil
+}
+
+// checkPreconditions answers a failed DeleteOptions precondition with
+// kube-apiserver's Conflict (rest.BeforeDelete's message, which names the
+// kind where other conflicts name the resource). The store checks the
+// preconditions again in its write, so a change in between is still a
+// Conflict.
+func (h *handler) checkPreconditions(r *http.Request, res *store.Resource, ns, name string, p store.Preconditions) error {
+	cur, err := h.st.Get(r.Context(), res, ns, name)
+	if err != nil {
+		return err
+	}
+	gr := schema.GroupResource{Group: res.Group, Resource: res.Kind}
+	if p.UID != "" && p.UID != cur.GetUID() {
+		return apierrors.NewConflict(gr, name, fmt.Errorf(
+			"the UID in the precondition (%s) does not match the UID in record (%s). The object might have been deleted and then recreated",
+			p.UID, cur.GetUID()))
+	}
+	if p.ResourceVersion != "" && p.ResourceVersion != cur.GetResourceVersion() {
+		return apierrors.NewConflict(gr, name, fmt.Errorf(
+			"the ResourceVersion in the precondition (%s) does not match the ResourceVersion in record (%s). The object might have been modified",
+			p.ResourceVersion, cur.GetResourceVersion()))
+	}
+	return nil
 }

@@ -429,12 +429,16 @@ func TestDeletePreconditions(t *testing.T) {
 	body := func(uid, rv string) []byte {
 		return []byte(fmt.Sprintf(`{"kind":"DeleteOptions","apiVersion":"v1","preconditions":{"uid":%q,"resourceVersion":%q}}`, uid, rv))
 	}
+	// kube-apiserver's rest.BeforeDelete messages (which name the kind).
 	st := a.do("DELETE", path, body("wrong-uid", svc.ResourceVersion)).expect(t, http.StatusConflict).status(t)
-	if st.Reason != metav1.StatusReasonConflict || !strings.Contains(st.Message, "UID in precondition") {
-		t.Errorf("uid precondition: %+v", st)
+	want := fmt.Sprintf(`Operation cannot be fulfilled on Service "web": the UID in the precondition (wrong-uid) does not match `+
+		`the UID in record (%s). The object might have been deleted and then recreated`, svc.UID)
+	if st.Reason != metav1.StatusReasonConflict || st.Message != want {
+		t.Errorf("uid precondition: %s %q, want Conflict %q", st.Reason, st.Message, want)
 	}
 	st = a.do("DELETE", path, []byte(`{"preconditions":{"resourceVersion":"1"}}`)).expect(t, http.StatusConflict).status(t)
-	want := `Operation cannot be fulfilled on services "web": ` + conflictMessage
+	want = fmt.Sprintf(`Operation cannot be fulfilled on Service "web": the ResourceVersion in the precondition (1) does not match `+
+		`the ResourceVersion in record (%s). The object might have been modified`, svc.ResourceVersion)
 	if st.Message != want {
 		t.Errorf("rv precondition message %q, want %q", st.Message, want)
 	}

@@ -80,6 +80,12 @@ var (
 		queryParam("timeoutSeconds", "watch: end the stream after this many seconds", intSchema),
 		queryParam("allowWatchBookmarks", "watch: send BOOKMARK events", boolSchema),
 	}
+	// deleteParams are the DeleteOptions a DELETE without body takes from the query.
+	deleteParams = []oaParameter{
+		queryParam("gracePeriodSeconds", "seconds before a pod is removed; 0 = at once (pods only)", intSchema),
+		queryParam("propagationPolicy", "Orphan, Background or Foreground: accepted, without effect (no garbage collector)", stringSchema),
+		queryParam("orphanDependents", "deprecated: accepted, without effect", boolSchema),
+	}
 )
 
 // openAPIDocument returns the document of one group version ("" group = core).
@@ -123,7 +129,7 @@ func openAPIDocument(group, ver string) oaDocument {
 			Get:    op("get", "read", itemParams...),
 			Put:    op("put", "replace", withField(itemParams)...),
 			Patch:  op("patch", "patch", withField(itemParams)...),
-			Delete: op("delete", "delete", itemParams...),
+			Delete: op("delete", "delete", append(append([]oaParameter{}, itemParams...), deleteParams...)...),
 		}
 		if res.StatusSubresource {
 			doc.Paths[item+"/status"] = oaPath{

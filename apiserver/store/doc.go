@@ -30,6 +30,16 @@
 // wait for the writer's fsync (they only wait for the short in-memory publish
 // step). bbolt is read only by Open; the file is the durable copy.
 //
+// Deletion: Delete removes an object at once. DeleteWithOptions does what
+// kube-apiserver's DELETE does: Pods are deleted gracefully (marked with
+// metadata.deletionTimestamp and deletionGracePeriodSeconds, an update, and
+// left for their kubelet to finish with a grace-0 delete), every other kind is
+// removed at once. A Namespace delete removes everything in it at once, in one
+// transaction, terminating Pods included (kube-apiserver's namespace
+// controller would delete them gracefully first). No finalizers, and no
+// forced removal of a Pod whose grace period ran out: a Pod on a node without
+// a kubelet stays Terminating until deleted with grace 0.
+//
 // Watch: every committed change is appended to a bounded history ring
 // (Options.HistorySize events). Each subscriber has its own goroutine that reads
 // the ring from its own cursor and fills a buffered channel; the writer never

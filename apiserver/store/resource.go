@@ -48,6 +48,11 @@ type Resource struct {
 	// prepareForUpdate restores what kube-apiserver's strategy does not let a
 	// main-resource update change (a Namespace's spec.finalizers); nil = nothing.
 	prepareForUpdate func(obj, old Object)
+	// gracePeriod, when set, makes the kind's deletions graceful (see
+	// DeleteWithOptions): it returns the grace period in seconds a delete
+	// requesting requested (nil = the object's own) gets, as kube-apiserver's
+	// CheckGracefulDelete of the kind's strategy does. nil = deleted at once.
+	gracePeriod func(obj Object, requested *int64) int64
 	// fields maps the resource-specific field selector keys to their values.
 	fields map[string]func(obj Object) string
 	// tracksGeneration says whether kube-apiserver's strategy for this kind
@@ -132,6 +137,7 @@ var (
 		prepareForCreate: func(obj Object) {
 			obj.(*corev1.Pod).Status = corev1.PodStatus{Phase: corev1.PodPending}
 		},
+		gracePeriod: podGracePeriod,
 		fields: map[string]func(Object) string{
 			"spec.nodeName":            func(o Object) string { return o.(*corev1.Pod).Spec.NodeName },
 			"spec.restartPolicy":       func(o Object) string { return string(o.(*corev1.Pod).Spec.RestartPolicy) },

@@ -93,6 +93,9 @@ type Store struct {
 	// failStage, if set (tests only), is called before each bbolt Put/Delete of
 	// an object; an error breaks the transaction as a failing Put would.
 	failStage func(res *Resource, obj Object) error
+	// now is the clock of deletionTimestamps (time.Now; tests replace it
+	// before the first write).
+	now func() time.Time
 
 	commits atomic.Uint64 // committed transactions
 	changes atomic.Uint64 // committed changes (events)
@@ -142,6 +145,7 @@ func Open(path string, opts Options) (*Store, error) {
 		writerDone: make(chan struct{}),
 		objs:       make(map[*Resource]map[string]map[string]Object),
 		notify:     make(chan struct{}),
+		now:        time.Now,
 	}
 	if err := s.load(); err != nil {
 		db.Close()

@@ -13,6 +13,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/watch"
@@ -35,8 +36,10 @@ type request struct {
 	obj       Object // Create, Update: a private copy of the caller's object
 	namespace string // Update (with fn), Delete
 	name      string
-	rv        string // Delete precondition
-	sub       string // Update subresource
+	rv        string         // Delete precondition
+	uid       types.UID      // Delete precondition
+	del       *DeleteOptions // DeleteWithOptions; nil = Delete (remove at once)
+	sub       string         // Update subresource
 	fn        func(cur Object) (Object, error)
 	done      chan result // buffered: the writer never blocks answering
 }
@@ -115,9 +118,12 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, res *Resource, namespace, 
 	return s.do(ctx, &request{op: Update, res: res, namespace: namespace, name: name, sub: opts.Subresource, fn: fn})
 }
 
-// Delete removes the object and returns its last state, carrying the
+// Delete removes the object at once and returns its last state, carrying the
 // deletion's resourceVersion. If rv != "" and differs from the stored
-// resourceVersion → ErrConflict. Deleting a Namespace also deletes every object
+// resourceVersion → ErrConflict. It never deletes gracefully: a Pod, running or
+// terminating, is removed in one step with a single Deleted event (what
+// in-process callers cleaning up after themselves want); the API's DELETE uses
+// DeleteWithOptions, which does what kube-apiserver does. Deleting a Namespace also deletes every object
 // in it, in the same transaction (each gets its own resourceVersion and Deleted
 // event, before the Namespace's own); the Admitter of every deleted object is
 // called, and if any refuses, nothing is deleted.
@@ -663,9 +669,27 @@ func (b *batch) planDelete(r *request, p *plan) error {
 	if cur == nil {
 		return fmt.Errorf("delete: %w", notFound(res, ns, name))
 	}
+	if r.uid != "" && r.uid != cur.GetUID() {
+		return fmt.Errorf("delete %s: %w: uid %s in the precondition is not the stored %s (the object might have been deleted and then recreated)",
+			keyString(res, ns, name), ErrConflict, r.uid, cur.GetUID())
+	}
 	if r.rv != "" && r.rv != cur.GetResourceVersion() {
 		return fmt.Errorf("delete %s: %w: resourceVersion %s is not the stored %s",
 			keyString(res, ns, name), ErrConflict, r.rv, cur.GetResourceVersion())
+	}
+	step := beforeDelete(res, cur, r.del, b.s.now())
+	if step.mark != nil {
+		res.setTypeMeta(step.mark)
+		if err := p.stage(b, watch.Modified, res, step.mark, cur); err != nil {
+			return err
+		}
+		cur = step.mark
+	}
+	if !step.remove {
+		if step.mark == nil {
+			p.result = cur // graceful deletion already pending: nothing written
+		}
+		return nil
 	}
 	undo, err := b.admit(r.ctx, res, Delete, cur.DeepCopyObject().(Object), nil)
 	if err != nil {
