@@ -247,6 +247,10 @@ func (h *handler) applyOne(ctx context.Context, raw []byte, defNS string, explic
 	if err != nil {
 		return fail(fmt.Errorf("encode last-applied configuration: %w", err), t)
 	}
+	// kubectl encodes it with a json.Encoder, which ends the value with a newline; without it, a
+	// kubectl apply after a lab apply (and the other way round) would see a change and answer
+	// "configured" instead of "unchanged".
+	lastApplied = append(lastApplied, '\n')
 	annots[LastAppliedAnnotation] = string(lastApplied)
 	modified, err := json.Marshal(m)
 	if err != nil {

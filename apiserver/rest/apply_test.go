@@ -73,7 +73,7 @@ func TestApply(t *testing.T) {
 	}
 	var svc corev1.Service
 	a.do("GET", "/api/v1/namespaces/shop/services/web", nil).expect(t, http.StatusOK).into(t, &svc)
-	wantLast := `{"apiVersion":"v1","kind":"Service","metadata":{"annotations":{},"labels":{"app":"web","owner":"me"},"name":"web","namespace":"shop"},"spec":{"ports":[{"name":"http","port":80,"targetPort":8080}],"selector":{"app":"web"}}}`
+	wantLast := `{"apiVersion":"v1","kind":"Service","metadata":{"annotations":{},"labels":{"app":"web","owner":"me"},"name":"web","namespace":"shop"},"spec":{"ports":[{"name":"http","port":80,"targetPort":8080}],"selector":{"app":"web"}}}` + "\n" // kubectl's json.Encoder ends it with a newline
 	if got := svc.Annotations[LastAppliedAnnotation]; got != wantLast {
 		t.Errorf("last-applied annotation:\n got %s\nwant %s", got, wantLast)
 	}
