@@ -447,11 +447,14 @@ func ParseSave(data []byte) (*Ruleset, error) {
 			}
 			c := cur.chain(chainName, true)
 			if pos < 0 || pos >= len(c.Rules) {
+				// Appending (every rule of an iptables-save dump) numbers only the new rule, so
+				// parsing stays linear in the chain's length.
+				r.Num, r.Chain = len(c.Rules)+1, c.Name
 				c.Rules = append(c.Rules, r)
 			} else {
 				c.Rules = slices.Insert(c.Rules, pos, r)
+				renumber(c)
 			}
-			renumber(c)
 		case "-D", "--delete":
 			c := cur.chain(chainName, false)
 			if c == nil {
