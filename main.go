@@ -509,7 +509,8 @@ func runLab(ctx context.Context, o *upOptions, c *upConfig, stdout io.Writer) er
 	}
 	handler := srv.Handler(func(r *mux.Router) {
 		r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-		web.Register(r, backend, web.Options{Logger: log, ClusterCIDR: c.podCIDR})
+		examples, _ := fs.Sub(examplesFS, "examples")
+		web.Register(r, backend, web.Options{Logger: log, ClusterCIDR: c.podCIDR, Examples: examples})
 	}, ready)
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {

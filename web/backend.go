@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 
@@ -64,6 +65,11 @@ type Options struct {
 	// AutoDrawLimit is the number of Services up to which the UI draws the
 	// whole node without a selection. 0 means 40.
 	AutoDrawLimit int
+	// Examples holds the seed's example manifests (*.yaml at its root),
+	// served concatenated at /examples.yaml for the Apply view's one-click
+	// load. nil serves an empty stream. svclab passes its embedded
+	// examples/ directory, the same files `up --demo` applies.
+	Examples fs.FS
 	// KernelTrace replaces dataplane.StartKernelTrace (tests). nil means
 	// the real one.
 	KernelTrace KernelTraceFunc

@@ -146,6 +146,9 @@ func serveUI(t *testing.T, b Backend, opts Options) string {
 	if !opts.ClusterCIDR.IsValid() {
 		opts.ClusterCIDR = labClusterCIDR
 	}
+	if opts.Examples == nil {
+		opts.Examples = os.DirFS("../examples") // the files svclab embeds
+	}
 	Register(r, b, opts)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -194,19 +193,22 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = enc.Encode(v)
 }
 
-// examples serves the embedded example manifests as one YAML stream.
+// examples serves Options.Examples as one YAML stream, in file name order.
 func (h *handler) examples(w http.ResponseWriter, r *http.Request) {
-	entries, err := fs.ReadDir(staticFiles, "static/examples")
-	if err != nil {
-		h.fail(w, r, err)
-		return
+	var entries []fs.DirEntry
+	if h.opts.Examples != nil {
+		var err error
+		if entries, err = fs.ReadDir(h.opts.Examples, "."); err != nil {
+			h.fail(w, r, err)
+			return
+		}
 	}
 	var b strings.Builder
 	for _, e := range entries {
 		if !strings.HasSuffix(e.Name(), ".yaml") {
 			continue
 		}
-		data, err := staticFiles.ReadFile(path.Join("static/examples", e.Name()))
+		data, err := fs.ReadFile(h.opts.Examples, e.Name())
 		if err != nil {
 			h.fail(w, r, err)
 			return

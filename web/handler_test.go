@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,9 @@ func newTestHandler(t *testing.T, b Backend, opts Options) http.Handler {
 	t.Helper()
 	if !opts.ClusterCIDR.IsValid() {
 		opts.ClusterCIDR = labClusterCIDR
+	}
+	if opts.Examples == nil {
+		opts.Examples = os.DirFS("../examples") // the files svclab embeds
 	}
 	return NewHandler(b, opts)
 }
@@ -226,7 +230,7 @@ func TestUIAndExamples(t *testing.T) {
 	if !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "http") {
 		t.Errorf("CSP %q", csp)
 	}
-	for _, p := range []string{"/static/app.js", "/static/style.css", "/static/examples/01-redis-clusterip.yaml"} {
+	for _, p := range []string{"/static/app.js", "/static/style.css"} {
 		if w := do(h, "GET", p, "", "", nil); w.Code != 200 || w.Body.Len() == 0 {
 			t.Errorf("%s: %d", p, w.Code)
 		}
