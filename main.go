@@ -259,7 +259,7 @@ func cmdDown(args []string, stdout, stderr io.Writer) error {
 	var lf labFlags
 	lf.register(fs)
 	purge := fs.Bool("purge", false, "also delete the store (--data)")
-	data := fs.String("data", "/var/lib/svclab", "the store's directory (with --purge)")
+	data := fs.String("data", defaultDataDir(), "the store's directory (with --purge)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -278,6 +278,17 @@ func cmdDown(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "lab %q is down (the store in %s is kept; --purge deletes it)\n", lf.name, *data)
 	return nil
+}
+
+// defaultDataDir is /var/lib/svclab for root, and ~/.local/share/svclab for a user (who can only
+// run --no-network labs), so that `svclab up --no-network` works without sudo.
+func defaultDataDir() string {
+	if os.Geteuid() != 0 {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, ".local", "share", "svclab")
+		}
+	}
+	return "/var/lib/svclab"
 }
 
 // storeFile is the bbolt file of a lab inside the data directory.
@@ -314,7 +325,7 @@ type upOptions struct {
 func (o *upOptions) register(fs *flag.FlagSet) {
 	o.labFlags.register(fs)
 	fs.IntVar(&o.nodes, "nodes", 2, "number of nodes (node-1…node-N)")
-	fs.StringVar(&o.data, "data", "/var/lib/svclab", "directory of the store (<name>.db)")
+	fs.StringVar(&o.data, "data", defaultDataDir(), "directory of the store (<name>.db)")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address of the API and the web UI (kubectl's default server is localhost:8080)")
 	fs.StringVar(&o.serviceCIDR, "service-cidr", "10.96.0.0/12", "cluster IP range (kube-apiserver --service-cluster-ip-range)")
 	fs.StringVar(&o.podCIDR, "pod-cidr", "10.244.0.0/16", "pod network; node-N gets the N-th /24 (kube-proxy --cluster-cidr)")

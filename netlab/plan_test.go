@@ -87,7 +87,7 @@ func TestPreflightFake(t *testing.T) {
 	}{
 		{"all good", setup{bridgeNF: true}, nil},
 		{"not root, no iptables", setup{euid: 1000, missing: []string{"iptables", "xtables-monitor"}}, []string{
-			"svclab needs root (network namespaces, veths and iptables need CAP_NET_ADMIN and CAP_SYS_ADMIN): run it with sudo",
+			"svclab needs root (network namespaces, veths and iptables need CAP_NET_ADMIN and CAP_SYS_ADMIN): run it with sudo, or use --no-network for everything above the kernel",
 			"iptables not found: run scripts/setup (apt-get install iptables)",
 			"xtables-monitor not found: run scripts/setup (apt-get install iptables)",
 		}},

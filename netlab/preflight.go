@@ -55,7 +55,7 @@ type preflightEnv struct {
 func preflight(cfg Config, env preflightEnv) error {
 	var errs []error
 	if env.euid != 0 {
-		errs = append(errs, problem(nil, "svclab needs root (network namespaces, veths and iptables need CAP_NET_ADMIN and CAP_SYS_ADMIN): run it with sudo"))
+		errs = append(errs, problem(nil, "svclab needs root (network namespaces, veths and iptables need CAP_NET_ADMIN and CAP_SYS_ADMIN): run it with sudo, or use --no-network for everything above the kernel"))
 	}
 	for _, tool := range []string{"iptables", "iptables-restore", "xtables-monitor"} {
 		if _, err := env.lookPath(tool); err != nil {
