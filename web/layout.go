@@ -55,6 +55,11 @@ func truncate(s string, n int) string {
 // endpoint picks, else the label cut to maxEdgeChars.
 func shortEdgeLabel(e *GEdge) string {
 	l := e.Label
+	// The last endpoint's rule has no probability: "the rest → 1 in 7 overall" keeps its "the rest"
+	// (checked first: the general "→ … overall" case below would drop it).
+	if strings.HasPrefix(l, "the rest → ") {
+		return truncate("the rest: "+strings.TrimPrefix(l, "the rest → "), maxEdgeChars+8)
+	}
 	if i := strings.Index(l, "→ "); i >= 0 && strings.Contains(l, "overall") {
 		// "p=0.3333 of what reaches this rule → 1 in 3 overall" → "1 in 3 overall (p=0.3333)"
 		rest := l[i+len("→ "):]
@@ -66,9 +71,6 @@ func shortEdgeLabel(e *GEdge) string {
 			return truncate(rest+" ("+p+")", maxEdgeChars+8)
 		}
 		return truncate(rest, maxEdgeChars)
-	}
-	if strings.HasPrefix(l, "the rest → ") {
-		return truncate("the rest: "+strings.TrimPrefix(l, "the rest → "), maxEdgeChars+8)
 	}
 	return truncate(l, maxEdgeChars)
 }

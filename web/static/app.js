@@ -531,6 +531,8 @@ function highlightTrace(t, i) {
   if (t.service) { state.selected = new Set([t.service]); state.wholeNode = false; state.namespace = ''; $('ns-filter').value = ''; renderChips(); }
   showView('chains');
   loadGraph();
+  // The Service list and its count are per node, and mark the selection.
+  loadServices();
 }
 
 function applyHighlight() {
