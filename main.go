@@ -320,6 +320,8 @@ type upOptions struct {
 	demo          bool
 	logLevel      string
 	masqAll       bool
+	syncPeriod    time.Duration
+	minSync       time.Duration
 }
 
 func (o *upOptions) register(fs *flag.FlagSet) {
@@ -340,6 +342,8 @@ func (o *upOptions) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.demo, "demo", false, "apply the seed's examples (examples/) and print what to try")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&o.masqAll, "masquerade-all", false, "SNAT all traffic to cluster IPs (kube-proxy --masquerade-all)")
+	fs.DurationVar(&o.syncPeriod, "iptables-sync-period", 30*time.Second, "how often each node's proxy checks its canary chains and resyncs if they are gone (kube-proxy --iptables-sync-period)")
+	fs.DurationVar(&o.minSync, "iptables-min-sync-period", 0, "least time between two syncs of a node (kube-proxy --iptables-min-sync-period, 1s there); 0 syncs as soon as a change arrives, coalescing bursts")
 }
 
 // upConfig is upOptions parsed and checked.
@@ -483,11 +487,13 @@ func runLab(ctx context.Context, o *upOptions, c *upConfig, stdout io.Writer) er
 		}
 		for _, n := range specs {
 			p, err := dataplane.NewProxier(dataplane.ProxierConfig{
-				Node:      dataplane.Node{Name: n.Name, IPs: []netip.Addr{n.IP}},
-				Config:    dataplane.Config{ClusterCIDR: c.podCIDR, MasqueradeAll: o.masqAll},
-				NetnsPath: lab.NodeNetnsPath(n.Name),
-				Logger:    log,
-				Metrics:   metrics,
+				Node:          dataplane.Node{Name: n.Name, IPs: []netip.Addr{n.IP}},
+				Config:        dataplane.Config{ClusterCIDR: c.podCIDR, MasqueradeAll: o.masqAll},
+				NetnsPath:     lab.NodeNetnsPath(n.Name),
+				Logger:        log,
+				Metrics:       metrics,
+				SyncPeriod:    o.syncPeriod,
+				MinSyncPeriod: o.minSync,
 			})
 			if err != nil {
 				return fmt.Errorf("start the proxy of %s: %w", n.Name, err)
