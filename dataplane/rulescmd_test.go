@@ -15,7 +15,7 @@ func readExamples(t *testing.T, names ...string) *bytes.Buffer {
 	t.Helper()
 	var buf bytes.Buffer
 	for _, n := range names {
-		b, err := os.ReadFile(filepath.Join("testdata", "examples", n))
+		b, err := os.ReadFile(filepath.Join("..", "examples", n))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -29,7 +29,7 @@ var examplesNode = Node{Name: "node-1"}
 var examplesConfig = Config{ClusterCIDR: mustPrefix("10.244.0.0/16")}
 
 // TestRenderExamplesGolden renders every seed example Service together with
-// the example Pods (testdata/examples is a copy of shared/examples).
+// the example Pods (the project's examples/, the manifests up --demo applies).
 func TestRenderExamplesGolden(t *testing.T) {
 	for _, ex := range []string{"01-redis-clusterip.yaml", "02-myapp-nohead.yaml", "03-myapp-nodeport.yaml", "04-external-name.yaml", "05-testsvc-loadbalancer.yaml"} {
 		t.Run(ex, func(t *testing.T) {
@@ -41,7 +41,7 @@ func TestRenderExamplesGolden(t *testing.T) {
 		})
 	}
 	t.Run("all", func(t *testing.T) {
-		files, err := filepath.Glob(filepath.Join("testdata", "examples", "*.yaml"))
+		files, err := filepath.Glob(filepath.Join("..", "examples", "*.yaml"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,8 +14,8 @@ import (
 	"github.com/svclab/svclab/apiserver/store"
 )
 
-// TestExamplesAreTheSeedCopies keeps testdata/examples identical to the
-// shared examples the tests stand for (when the shared tree is present).
+// TestExamplesAreTheSeedCopies keeps the project's examples/ identical to the
+// seed's shared examples they copy (when the shared tree is present).
 func TestExamplesAreTheSeedCopies(t *testing.T) {
 	const shared = "../../../shared/examples"
 	entries, err := os.ReadDir(shared)
@@ -33,12 +33,12 @@ func TestExamplesAreTheSeedCopies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := os.ReadFile(filepath.Join("testdata", "examples", e.Name()))
+		got, err := os.ReadFile(filepath.Join("..", "..", "examples", e.Name()))
 		if err != nil {
-			t.Fatalf("testdata copy of %s: %v", e.Name(), err)
+			t.Fatalf("examples/ copy of %s: %v", e.Name(), err)
 		}
 		if !bytes.Equal(got, want) {
-			t.Errorf("testdata/examples/%s differs from %s", e.Name(), shared)
+			t.Errorf("examples/%s differs from %s", e.Name(), shared)
 		}
 	}
 }

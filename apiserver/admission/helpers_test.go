@@ -154,10 +154,10 @@ func snapshot(a *Admission) state {
 	return s
 }
 
-// loadExamples decodes every object of a testdata/examples file.
+// loadExamples decodes every object of a file of the project's examples/ (the manifests up --demo applies).
 func loadExamples(t testing.TB, file string) []store.Object {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", "examples", file))
+	data, err := os.ReadFile(filepath.Join("..", "..", "examples", file))
 	if err != nil {
 		t.Fatal(err)
 	}
