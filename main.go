@@ -527,7 +527,11 @@ func runLab(ctx context.Context, o *upOptions, c *upConfig, stdout io.Writer) er
 	handler := srv.Handler(func(r *mux.Router) {
 		r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 		examples, _ := fs.Sub(examplesFS, "examples")
-		web.Register(r, backend, web.Options{Logger: log, ClusterCIDR: c.podCIDR, Examples: examples})
+		var wb web.Backend = backend
+		if lab != nil {
+			wb = liveBackend{backend}
+		}
+		web.Register(r, wb, web.Options{Logger: log, ClusterCIDR: c.podCIDR, Examples: examples})
 	}, ready)
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -1058,4 +1062,30 @@ func (b *labBackend) Topology(ctx context.Context) (*web.Topology, error) {
 		t.Services = append(t.Services, ts)
 	}
 	return t, nil
+}
+
+// liveBackend is labBackend for a lab with a network: it also implements web.ChainReader, so the
+// UI re-reads a node's whole ruleset only when its proxy synced, and reads only the displayed
+// chains' counters each second (a whole iptables-save takes about a second per table at 10,000
+// Services).
+type liveBackend struct{ *labBackend }
+
+var _ web.ChainReader = liveBackend{}
+
+// RulesGeneration counts the node's successful syncs: it changes whenever its rules are rewritten.
+func (b liveBackend) RulesGeneration(_ context.Context, node string) (uint64, error) {
+	p, ok := b.proxiers[node]
+	if !ok {
+		return 0, fmt.Errorf("node %q: %w", node, web.ErrUnknownNode)
+	}
+	st := p.Status()
+	return uint64(st.FullSyncs + st.PartialSyncs), nil
+}
+
+// ChainRules reads the named chains' live rules and counters inside the node's namespace.
+func (b liveBackend) ChainRules(ctx context.Context, node string, table dataplane.Table, chains []string) (*dataplane.Ruleset, error) {
+	if _, ok := b.proxiers[node]; !ok {
+		return nil, fmt.Errorf("node %q: %w", node, web.ErrUnknownNode)
+	}
+	return dataplane.ReadChains(ctx, b.lab.NodeNetnsPath(node), "", table, chains)
 }
