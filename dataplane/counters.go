@@ -26,7 +26,9 @@ func SaveLive(ctx context.Context, r Runner) ([]byte, error) {
 // ReadCounters reads the live filter and nat tables through r (SaveLive) and
 // parses them with ParseSave, so every Rule carries its Counters. Counters
 // of chains a partial sync did not rewrite keep counting across syncs; a
-// rewritten chain starts again from zero, as in kube-proxy.
+// rewritten chain starts again from zero, as in kube-proxy. Unlike
+// kube-proxy, a Proxier's partial sync does not rewrite the top-level chains
+// (KUBE-SERVICES & co.): their rules keep their counters until a full sync.
 func ReadCounters(ctx context.Context, r Runner) (*Ruleset, error) {
 	out, err := SaveLive(ctx, r)
 	if err != nil {

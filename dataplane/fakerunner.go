@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -18,15 +19,20 @@ import (
 // here and in other packages that need a Proxier without root. It keeps the
 // filter, nat, mangle, raw and security tables with their built-in chains and
 // applies restore payloads with iptables-restore --noflush --counters
-// semantics, one table at a time at its COMMIT (as iptables-nft does, so an
+// semantics, one table at a time at its COMMIT (as both backends do, so an
 // error in nat leaves an already committed filter in place):
 //
 //   - ":CHAIN - [p:b]" creates a user chain or flushes an existing one; on a
 //     built-in chain it only sets the policy;
-//   - "-A CHAIN …" appends; the chain must exist, and the target must be a
-//     chain of the table or a built-in target allowed in that table (DNAT,
-//     SNAT, MASQUERADE, REDIRECT only in nat; DROP not in nat; REJECT only in
-//     filter and mangle);
+//   - "-A CHAIN …" appends and "-I CHAIN [N] …" inserts at position N
+//     (default 1, at most one past the last rule); the chain must exist, and
+//     the target must be a chain of the table or a built-in target allowed in
+//     that table (DNAT, SNAT, MASQUERADE, REDIRECT only in nat; DROP not in
+//     nat; REJECT only in filter and mangle);
+//   - "-D CHAIN …" deletes the first rule whose iptables-save text is the
+//     same, "-D CHAIN N" rule N; a missing rule, number or chain fails;
+//   - "-Z CHAIN" zeroes the counters of the chain's rules; the chain must
+//     exist;
 //   - "-X CHAIN" deletes a user chain that exists, is empty and is not the
 //     target of any rule;
 //   - a table other than the five, a missing COMMIT, a line outside a table,
@@ -45,6 +51,7 @@ type FakeRunner struct {
 	RestoreHook func(payload []byte) error
 
 	mu        sync.Mutex
+	backend   IPTablesBackend
 	tables    map[Table]*fakeTable
 	payloads  [][]byte
 	restores  int
@@ -98,7 +105,7 @@ type fakeRule struct {
 // NewFakeRunner returns a FakeRunner with empty tables (built-in chains only,
 // policy ACCEPT), as in a new network namespace.
 func NewFakeRunner() *FakeRunner {
-	f := &FakeRunner{tables: map[Table]*fakeTable{}}
+	f := &FakeRunner{tables: map[Table]*fakeTable{}, backend: BackendNFT}
 	for t, chains := range fakeBuiltinChains {
 		ft := &fakeTable{chains: map[string]*fakeChain{}}
 		for _, c := range chains {
@@ -107,6 +114,22 @@ func NewFakeRunner() *FakeRunner {
 		f.tables[t] = ft
 	}
 	return f
+}
+
+// SetBackend sets what Backend reports (BackendNFT when never set), so that
+// tests can make a Proxier shape its transactions for either backend. The
+// fake's semantics are the same for both.
+func (f *FakeRunner) SetBackend(b IPTablesBackend) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.backend = b
+}
+
+// Backend returns the backend set with SetBackend.
+func (f *FakeRunner) Backend() IPTablesBackend {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.backend
 }
 
 func (t *fakeTable) clone() *fakeTable {
@@ -203,27 +226,10 @@ func (f *FakeRunner) applyLocked(payload []byte) error {
 		msg := fmt.Sprintf("iptables-restore (fake): line %d: %s", line, fmt.Sprintf(format, a...))
 		return &RestoreError{Line: line, Output: msg, Err: errors.New("exit status 1")}
 	}
-	// Parse once for syntax and rule decoding; rules are then looked up by
-	// their input line.
-	parsed, perr := ParseSave(payload)
-	if perr != nil {
-		line := parseRestoreLine(perr.Error())
-		if line == 0 {
-			// Only "not committed at end of input" names no line:
-			// iptables-restore reports the line after the last.
-			line = bytes.Count(payload, []byte("\n")) + 1
-		}
-		return &RestoreError{Line: line, Output: perr.Error(), Err: errors.New("exit status 2")}
+	syntax := func(line int, format string, a ...any) error {
+		msg := fmt.Sprintf("iptables-restore (fake): line %d: %s", line, fmt.Sprintf(format, a...))
+		return &RestoreError{Line: line, Output: msg, Err: errors.New("exit status 2")}
 	}
-	byLine := map[int]*Rule{}
-	for _, t := range parsed.Tables {
-		for _, c := range t.Chains {
-			for _, r := range c.Rules {
-				byLine[r.Line] = r
-			}
-		}
-	}
-
 	var (
 		tableName Table
 		work      *fakeTable
@@ -239,7 +245,7 @@ func (f *FakeRunner) applyLocked(payload []byte) error {
 			continue
 		case strings.HasPrefix(line, "*"):
 			if work != nil {
-				return fail(lineNo, "COMMIT expected")
+				return syntax(lineNo, "COMMIT expected")
 			}
 			tableName = Table(strings.TrimSpace(line[1:]))
 			cur, ok := f.tables[tableName]
@@ -249,13 +255,16 @@ func (f *FakeRunner) applyLocked(payload []byte) error {
 			work = cur.clone()
 			continue
 		case work == nil:
-			return fail(lineNo, "no table specified")
+			return syntax(lineNo, "no table specified")
 		case line == "COMMIT":
 			f.tables[tableName] = work
 			work = nil
 			continue
 		case strings.HasPrefix(line, ":"):
 			fields := strings.Fields(line[1:])
+			if len(fields) == 0 {
+				return syntax(lineNo, "empty chain declaration")
+			}
 			name := fields[0]
 			policy := "-"
 			if len(fields) > 1 {
@@ -277,38 +286,100 @@ func (f *FakeRunner) applyLocked(payload []byte) error {
 			}
 			continue
 		}
+		var counters *Counters
 		if strings.HasPrefix(line, "[") {
-			if _, rest, ok := strings.Cut(line, "] "); ok {
-				line = strings.TrimSpace(rest)
+			end := strings.IndexByte(line, ']')
+			if end < 0 {
+				return syntax(lineNo, "unterminated counters")
 			}
+			cnt, err := parseCounters(line[:end+1])
+			if err != nil {
+				return syntax(lineNo, "%v", err)
+			}
+			counters = cnt
+			line = strings.TrimSpace(line[end+1:])
 		}
-		cmd, rest, _ := strings.Cut(line, " ")
-		chainName, _, _ := strings.Cut(strings.TrimSpace(rest), " ")
+		toks, err := splitArgs(line)
+		if err != nil {
+			return syntax(lineNo, "%v", err)
+		}
+		if len(toks) < 2 {
+			return syntax(lineNo, "incomplete command %q", line)
+		}
+		cmd, chainName, rest := toks[0], toks[1], toks[2:]
+		c := work.chains[chainName]
 		switch cmd {
-		case "-A", "--append":
-			c := work.chains[chainName]
-			if c == nil {
-				return fail(lineNo, "Chain '%s' does not exist", chainName)
-			}
-			r := byLine[lineNo]
-			if r == nil {
-				// The parsed view lost it (its chain was re-declared or
-				// deleted later in the payload): parse it on its own.
-				var err error
-				if r, err = parseOneRule(tableName, line); err != nil {
-					return fail(lineNo, "%v", err)
+		case "-A", "--append", "-I", "--insert":
+			pos := -1
+			if cmd == "-I" || cmd == "--insert" {
+				pos = 0
+				if len(rest) > 0 {
+					if n, err := strconv.Atoi(rest[0]); err == nil {
+						pos, rest = n-1, rest[1:]
+					}
 				}
+			}
+			if c == nil {
+				return fail(lineNo, "No chain/target/match by that name (chain %s)", chainName)
+			}
+			r, err := parseRuleArgs(tableName, chainName, rest)
+			if err != nil {
+				return syntax(lineNo, "%v", err)
 			}
 			if err := work.checkTarget(tableName, r.Target); err != nil {
 				return fail(lineNo, "%v", err)
 			}
 			fr := fakeRule{text: r.SaveText(), target: r.Target}
-			if r.Counters != nil {
-				fr.counters = *r.Counters
+			if counters != nil {
+				fr.counters = *counters
 			}
-			c.rules = append(c.rules, fr)
+			switch {
+			case pos < 0:
+				c.rules = append(c.rules, fr)
+			case pos > len(c.rules):
+				return fail(lineNo, "Index of insertion too big")
+			default:
+				c.rules = slices.Insert(slices.Clip(c.rules), pos, fr)
+			}
+		case "-D", "--delete":
+			idx := -1
+			if len(rest) == 1 {
+				if n, err := strconv.Atoi(rest[0]); err == nil {
+					if c == nil {
+						return fail(lineNo, "No chain/target/match by that name (chain %s)", chainName)
+					}
+					if n < 1 || n > len(c.rules) {
+						return fail(lineNo, "Index of deletion too big")
+					}
+					idx = n - 1
+				}
+			}
+			if idx < 0 {
+				r, err := parseRuleArgs(tableName, chainName, rest)
+				if err != nil {
+					return syntax(lineNo, "%v", err)
+				}
+				if c != nil {
+					text := r.SaveText()
+					idx = slices.IndexFunc(c.rules, func(fr fakeRule) bool { return fr.text == text })
+				}
+				if idx < 0 {
+					return fail(lineNo, "Bad rule (does a matching rule exist in that chain?)")
+				}
+			}
+			c.rules = slices.Delete(slices.Clone(c.rules), idx, idx+1)
+		case "-Z", "--zero":
+			if c == nil {
+				return fail(lineNo, "No chain/target/match by that name (chain %s)", chainName)
+			}
+			if len(rest) > 0 {
+				return fail(lineNo, "-Z with a rule number is not supported by the fake")
+			}
+			c.rules = slices.Clone(c.rules)
+			for i := range c.rules {
+				c.rules[i].counters = Counters{}
+			}
 		case "-X", "--delete-chain":
-			c := work.chains[chainName]
 			switch {
 			case c == nil:
 				return fail(lineNo, "No chain/target/match by that name")
@@ -328,7 +399,7 @@ func (f *FakeRunner) applyLocked(payload []byte) error {
 		return fmt.Errorf("read payload: %w", err)
 	}
 	if work != nil {
-		return fail(lineNo+1, "COMMIT expected")
+		return syntax(lineNo+1, "COMMIT expected")
 	}
 	return nil
 }

@@ -19,6 +19,10 @@ type restoreCase struct {
 	setup    string // applied first; must succeed
 	payload  string
 	wantLine int // failing line; 0 = success
+	// legacyLine, when set, is the failing line iptables-legacy-restore
+	// reports instead: it names the COMMIT line for what the kernel rejects
+	// when the table is replaced (iptables-nft names the rule).
+	legacyLine int
 	// wantNAT and wantFilter are the user chains' rules afterwards, as
 	// userRules prints them.
 	wantNAT, wantFilter string
@@ -80,14 +84,16 @@ var restoreCases = []restoreCase{
 		wantLine: 1,
 	},
 	{
-		name:     "REJECT in nat",
-		payload:  "*nat\n:KUBE-C - [0:0]\n-A KUBE-C -j REJECT\nCOMMIT\n",
-		wantLine: 3,
+		name:       "REJECT in nat",
+		payload:    "*nat\n:KUBE-C - [0:0]\n-A KUBE-C -j REJECT\nCOMMIT\n",
+		wantLine:   3,
+		legacyLine: 4,
 	},
 	{
-		name:     "DNAT in filter",
-		payload:  "*filter\n:KUBE-D - [0:0]\n-A KUBE-D -p tcp -j DNAT --to-destination 10.0.0.1:80\nCOMMIT\n",
-		wantLine: 3,
+		name:       "DNAT in filter",
+		payload:    "*filter\n:KUBE-D - [0:0]\n-A KUBE-D -p tcp -j DNAT --to-destination 10.0.0.1:80\nCOMMIT\n",
+		wantLine:   3,
+		legacyLine: 4,
 	},
 	{
 		name:       "filter commits although nat fails",
@@ -100,6 +106,70 @@ var restoreCases = []restoreCase{
 		setup:   "*nat\n:KUBE-KEEP - [0:0]\n-A KUBE-KEEP -s 10.0.0.0/8 -j RETURN\nCOMMIT\n",
 		payload: "*nat\n:KUBE-OTHER - [0:0]\n-A KUBE-OTHER -j KUBE-KEEP\nCOMMIT\n",
 		wantNAT: ":KUBE-KEEP\n:KUBE-OTHER\n-A KUBE-KEEP -s 10.0.0.0/8 -j RETURN\n-A KUBE-OTHER -j KUBE-KEEP\n",
+	},
+	{
+		name:    "insert at the top",
+		setup:   "*nat\n:KUBE-A - [0:0]\n-A KUBE-A -s 10.0.0.0/8 -j RETURN\nCOMMIT\n",
+		payload: "*nat\n:KUBE-B - [0:0]\n-I KUBE-A 1 -d 10.96.0.1 -j KUBE-B\n-I KUBE-A -d 10.96.0.2 -j KUBE-B\nCOMMIT\n",
+		wantNAT: ":KUBE-A\n:KUBE-B\n-A KUBE-A -d 10.96.0.2/32 -j KUBE-B\n-A KUBE-A -d 10.96.0.1/32 -j KUBE-B\n-A KUBE-A -s 10.0.0.0/8 -j RETURN\n",
+	},
+	{
+		name:     "insert past the end",
+		setup:    "*nat\n:KUBE-A - [0:0]\n-A KUBE-A -j RETURN\nCOMMIT\n",
+		payload:  "*nat\n-I KUBE-A 3 -j RETURN\nCOMMIT\n",
+		wantLine: 2,
+		wantNAT:  ":KUBE-A\n-A KUBE-A -j RETURN\n",
+	},
+	{
+		name:     "insert into a chain that does not exist",
+		payload:  "*nat\n-I KUBE-NOPE 1 -j RETURN\nCOMMIT\n",
+		wantLine: 2,
+	},
+	{
+		// kube-proxy's argument order, as Render writes it, finds the rule
+		// the kernel stored in its own order.
+		name: "delete a rule by its spec",
+		setup: "*nat\n:KUBE-A - [0:0]\n:KUBE-SVC-X - [0:0]\n" +
+			"-A KUBE-A -m comment --comment \"ns/a:p cluster IP\" -m tcp -p tcp -d 10.96.0.1 --dport 80 -j KUBE-SVC-X\n" +
+			"-A KUBE-A -m comment --comment \"ns/b:p cluster IP\" -m udp -p udp -d 10.96.0.2 --dport 53 -j KUBE-SVC-X\nCOMMIT\n",
+		payload: "*nat\n-D KUBE-A -m comment --comment \"ns/a:p cluster IP\" -m tcp -p tcp -d 10.96.0.1 --dport 80 -j KUBE-SVC-X\nCOMMIT\n",
+		wantNAT: ":KUBE-A\n:KUBE-SVC-X\n-A KUBE-A -d 10.96.0.2/32 -p udp -m comment --comment \"ns/b:p cluster IP\" -m udp --dport 53 -j KUBE-SVC-X\n",
+	},
+	{
+		name:    "delete one of two identical rules",
+		setup:   "*nat\n:KUBE-A - [0:0]\n-A KUBE-A -d 10.96.0.1 -j RETURN\n-A KUBE-A -d 10.96.0.1 -j RETURN\nCOMMIT\n",
+		payload: "*nat\n-D KUBE-A -d 10.96.0.1 -j RETURN\nCOMMIT\n",
+		wantNAT: ":KUBE-A\n-A KUBE-A -d 10.96.0.1/32 -j RETURN\n",
+	},
+	{
+		name:     "delete a rule that does not exist",
+		setup:    "*nat\n:KUBE-A - [0:0]\n-A KUBE-A -d 10.96.0.1 -j RETURN\nCOMMIT\n",
+		payload:  "*nat\n-D KUBE-A -d 10.96.0.2 -j RETURN\nCOMMIT\n",
+		wantLine: 2,
+		wantNAT:  ":KUBE-A\n-A KUBE-A -d 10.96.0.1/32 -j RETURN\n",
+	},
+	{
+		name:     "delete from a chain that does not exist",
+		payload:  "*nat\n-D KUBE-NOPE -j RETURN\nCOMMIT\n",
+		wantLine: 2,
+	},
+	{
+		name:     "a failed delete rolls the transaction back",
+		setup:    "*nat\n:KUBE-A - [0:0]\n-A KUBE-A -j RETURN\nCOMMIT\n",
+		payload:  "*nat\n:KUBE-B - [0:0]\n-I KUBE-A 1 -j KUBE-B\n-D KUBE-A -j RETURN\n-D KUBE-A -j RETURN\nCOMMIT\n",
+		wantLine: 5,
+		wantNAT:  ":KUBE-A\n-A KUBE-A -j RETURN\n",
+	},
+	{
+		name:    "zero an existing chain",
+		setup:   "*nat\n:KUBE-Z - [0:0]\nCOMMIT\n",
+		payload: "*nat\n-Z KUBE-Z\n:KUBE-A - [0:0]\n-A KUBE-A -j RETURN\nCOMMIT\n",
+		wantNAT: ":KUBE-A\n:KUBE-Z\n-A KUBE-A -j RETURN\n",
+	},
+	{
+		name:     "zero a chain that does not exist",
+		payload:  "*nat\n:KUBE-A - [0:0]\n-Z KUBE-NOPE\nCOMMIT\n",
+		wantLine: 3,
 	},
 	{
 		name:    "redeclaring flushes",
@@ -138,6 +208,9 @@ func userRules(t *testing.T, save []byte, table Table) string {
 
 // checkRestoreCase runs one restoreCase against r.
 func checkRestoreCase(t *testing.T, r Runner, c restoreCase) {
+	if c.legacyLine != 0 && r.Backend() == BackendLegacy {
+		c.wantLine = c.legacyLine
+	}
 	t.Helper()
 	ctx := context.Background()
 	if c.setup != "" {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,8 +48,19 @@ type ProxierConfig struct {
 	// NetnsPath is the node's network namespace, e.g.
 	// /var/run/netns/svclab-node-1. Required unless Runner is set.
 	NetnsPath string
-	// Runner executes the kernel operations; nil means NewRunner(NetnsPath).
+	// Runner executes the kernel operations; nil means
+	// NewBackendRunner(NetnsPath, Backend).
 	Runner Runner
+	// Backend is the iptables implementation to program when Runner is nil:
+	// BackendAuto (also the zero value) is whatever `iptables` is on this
+	// machine, which is what a user running `iptables -t nat -nL` in the node
+	// sees; BackendNFT or BackendLegacy force one (rules written with one are
+	// invisible to the other's tools). With a Runner, its Backend is used
+	// and this field is ignored. The trade-off at scale is described in
+	// apply.go: nft makes small changes cheap whatever the ruleset size,
+	// legacy makes full syncs cheap but every change costs a whole-table
+	// replace; only nft has `xtables-monitor --trace`.
+	Backend IPTablesBackend
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 	// Metrics receives kube-proxy's metrics under this node's label; nil
@@ -130,6 +142,14 @@ func newNodeMetrics(m *Metrics, node string) nodeMetrics {
 // After each sync it deletes the UDP conntrack entries that point to removed
 // endpoints.
 //
+// The rules in the kernel are always those of Render's full payload, but to
+// scale to 10,000 Services the transactions differ from kube-proxy's (see
+// apply.go): a partial sync also updates KUBE-SERVICES & co. rule by rule
+// (-D/-I) instead of rewriting them, so their rule order differs from
+// Render's (kube-proxy's is a Go map's) and their counters survive partial
+// syncs; with iptables-nft a large full sync is split into several
+// transactions. A failed partial sync falls back to a full one at once.
+//
 // Handler methods are safe for concurrent use and never block on a sync. The
 // objects passed in are kept and read later: callers must not modify them
 // afterwards (as with informer caches).
@@ -137,6 +157,7 @@ type Proxier struct {
 	node           Node
 	cfg            Config
 	runner         Runner
+	backend        IPTablesBackend
 	log            *slog.Logger
 	metrics        *Metrics
 	m              nodeMetrics
@@ -163,8 +184,11 @@ type Proxier struct {
 	published      *Result
 
 	// Owned by the sync goroutine.
-	last *Result
-	udp  udpState
+	last     *Result
+	lastOut  *renderOutput // how last was rendered, for incremental syncs
+	nftBatch int           // per-service chains per full-sync transaction (nft)
+	render   renderer
+	udp      udpState
 }
 
 // NewProxier returns a Proxier for cfg.Node. It does not touch the kernel:
@@ -175,7 +199,7 @@ func NewProxier(cfg ProxierConfig) (*Proxier, error) {
 	r := cfg.Runner
 	if r == nil {
 		var err error
-		if r, err = NewRunner(cfg.NetnsPath); err != nil {
+		if r, err = NewBackendRunner(cfg.NetnsPath, cfg.Backend); err != nil {
 			return nil, fmt.Errorf("proxier for node %q: %w", cfg.Node.Name, err)
 		}
 	}
@@ -191,6 +215,7 @@ func NewProxier(cfg ProxierConfig) (*Proxier, error) {
 		node:           cfg.Node,
 		cfg:            cfg.Config,
 		runner:         r,
+		backend:        r.Backend(),
 		log:            log.With("component", "dataplane", "node", cfg.Node.Name),
 		metrics:        m,
 		m:              newNodeMetrics(m, cfg.Node.Name),
@@ -205,6 +230,7 @@ func NewProxier(cfg ProxierConfig) (*Proxier, error) {
 		changed:        map[types.NamespacedName]bool{},
 		needFull:       true,
 		progress:       make(chan struct{}),
+		nftBatch:       nftBatchChains,
 	}
 	return p, nil
 }
@@ -218,6 +244,11 @@ func orDefault(d, def time.Duration) time.Duration {
 
 // Node returns the node this Proxier programs.
 func (p *Proxier) Node() Node { return p.node }
+
+// Backend returns the iptables backend this Proxier programs (BackendNFT or
+// BackendLegacy): tools that read or trace the node's rules must use the
+// same one (`xtables-monitor --trace` only sees nft rules).
+func (p *Proxier) Backend() IPTablesBackend { return p.backend }
 
 // OnServiceAdd records a new Service.
 func (p *Proxier) OnServiceAdd(svc *corev1.Service) { p.OnServiceUpdate(nil, svc) }
@@ -582,9 +613,13 @@ func (p *Proxier) takeSnapshot() syncSnapshot {
 	return s
 }
 
-// syncOnce runs one sync: ensure the canary and jump rules and read the
-// existing chains (full sync only), render, restore, then clean up UDP
-// conntrack entries. It returns the error that made the sync fail.
+// syncOnce runs one sync, then cleans up UDP conntrack entries. A partial
+// sync checks the canary and applies one incremental transaction (see
+// apply.go); when the canary is gone, the large-cluster mode flipped or the
+// transaction fails, the sync becomes a full one at once. A full sync
+// ensures the canary and jump rules, reads the existing chains and applies
+// the full payload (in batches with iptables-nft at scale). It returns the
+// error that made the sync fail.
 func (p *Proxier) syncOnce(ctx context.Context) (err error) {
 	snap := p.takeSnapshot()
 	if !snap.full && len(snap.changed) == 0 {
@@ -598,16 +633,6 @@ func (p *Proxier) syncOnce(ctx context.Context) (err error) {
 		return nil
 	}
 	start := time.Now()
-
-	// A partial sync first checks (one cheap iptables call) that nobody
-	// flushed the nat table since the last sync.
-	if !snap.full {
-		if ok, cerr := p.runner.ChainExists(ctx, TableNAT, CanaryChain); cerr == nil && !ok {
-			p.log.Info("canary chain gone, someone flushed the tables: full resync", "chain", CanaryChain)
-			snap.full = true
-		}
-	}
-
 	defer func() {
 		elapsed := time.Since(start).Seconds()
 		p.m.sync.Observe(elapsed)
@@ -619,47 +644,29 @@ func (p *Proxier) syncOnce(ctx context.Context) (err error) {
 		p.finishSync(snap, err)
 	}()
 
-	var existing map[Table]map[string]bool
+	written := map[Table]int{}
+	var res *Result
+	if !snap.full {
+		if res = p.syncPartial(ctx, snap, written); res == nil {
+			if err = ctx.Err(); err != nil {
+				return err
+			}
+			snap.full = true
+			clear(written)
+		}
+	}
 	if snap.full {
-		if existing, err = p.prepareFullSync(ctx); err != nil {
+		if res, err = p.syncFull(ctx, snap, written); err != nil {
 			return err
 		}
-	} else {
-		existing = p.last.Chains
-	}
-
-	in := Input{
-		Node:           p.node,
-		Config:         p.cfg,
-		Services:       snap.services,
-		EndpointSlices: snap.slices,
-		Existing:       existing,
-	}
-	if !snap.full {
-		in.Changed = snap.changed
-	}
-	res := Render(in)
-
-	if err = p.runner.Restore(ctx, res.Payload); err != nil {
-		p.m.restoreFailures.Inc()
-		if !snap.full {
-			p.m.partialFailures.Inc()
-		}
-		var re *RestoreError
-		if errors.As(err, &re) && re.Line > 0 {
-			p.log.Error("iptables-restore failed", "err", err, "full", snap.full, "rules", extractLines(res.Payload, re.Line, 3))
-		} else {
-			p.log.Error("iptables-restore failed", "err", err, "full", snap.full)
-		}
-		return err
 	}
 
 	p.last = res
 	for t, n := range res.RuleCounts {
 		p.m.rulesTotal.WithLabelValues(string(t)).Set(float64(n))
 	}
-	for t, n := range countPayloadRules(res.Payload) {
-		p.m.rulesLast.WithLabelValues(string(t)).Set(float64(n))
+	for _, t := range []Table{TableFilter, TableNAT} {
+		p.m.rulesLast.WithLabelValues(string(t)).Set(float64(written[t]))
 	}
 	p.m.lastSync.SetToCurrentTime()
 	now := time.Now()
@@ -667,47 +674,164 @@ func (p *Proxier) syncOnce(ctx context.Context) (err error) {
 		p.m.netProg.Observe(now.Sub(t).Seconds())
 	}
 	p.log.Debug("synced proxy rules", "full", snap.full, "services", len(snap.services),
-		"changed", len(snap.changed), "bytes", len(res.Payload), "elapsed", time.Since(start))
+		"changed", len(snap.changed), "rulesWritten", written[TableFilter]+written[TableNAT], "elapsed", time.Since(start))
 
 	p.cleanupConntrack(ctx, snap)
 	return nil
 }
 
+// syncPartial renders the changes in snap and applies them as one
+// incremental transaction, counting the rules it writes into written. It
+// returns nil when the sync must be a full one instead: there is no previous
+// sync to build on, the canary chain is gone, the large-cluster mode flipped
+// (the comments of every SEP chain change), or the transaction failed
+// (logged and counted in the restore failure metrics).
+func (p *Proxier) syncPartial(ctx context.Context, snap syncSnapshot, written map[Table]int) *Result {
+	if p.last == nil || p.lastOut == nil {
+		return nil
+	}
+	// With nft, one cheap `iptables -S` tells whether someone flushed the
+	// nat table since the last sync. With legacy that read costs a copy of
+	// the whole table, so the transaction itself checks (planIncremental's
+	// guard).
+	guard := p.backend == BackendLegacy
+	if !guard {
+		if ok, cerr := p.runner.ChainExists(ctx, TableNAT, CanaryChain); cerr == nil && !ok {
+			p.log.Info("canary chain gone, someone flushed the tables: full resync", "chain", CanaryChain)
+			return nil
+		}
+	}
+	res, out := p.render.render(Input{
+		Node:           p.node,
+		Config:         p.cfg,
+		Services:       snap.services,
+		EndpointSlices: snap.slices,
+		Changed:        snap.changed,
+		Existing:       p.last.Chains,
+	}, p.lastOut)
+	if out.largeCluster != p.lastOut.largeCluster {
+		p.log.Info("large-cluster mode changed (SEP rule comments): full resync", "largeCluster", out.largeCluster)
+		return nil
+	}
+	plan := planIncremental(p.lastOut, out, guard)
+	if plan.payload != nil {
+		if err := p.runner.Restore(ctx, plan.payload); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var re *RestoreError
+			if errors.As(err, &re) && slices.Contains(plan.guardLines, re.Line) {
+				p.log.Info("canary chain gone, someone flushed the tables: full resync", "chain", CanaryChain)
+				return nil
+			}
+			p.m.restoreFailures.Inc()
+			p.m.partialFailures.Inc()
+			p.logRestoreError(err, plan.payload, false)
+			p.log.Info("incremental sync failed: full resync")
+			return nil
+		}
+		countWrittenRules(plan.payload, written)
+	}
+	p.lastOut = out
+	return res
+}
+
+// syncFull ensures the canary and jump rules, renders everything and applies
+// it (see planFull), counting the rules it writes into written.
+func (p *Proxier) syncFull(ctx context.Context, snap syncSnapshot, written map[Table]int) (*Result, error) {
+	existing, err := p.prepareFullSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, out := p.render.render(Input{
+		Node:           p.node,
+		Config:         p.cfg,
+		Services:       snap.services,
+		EndpointSlices: snap.slices,
+		Existing:       existing,
+	}, nil)
+	// Until this sync succeeds nothing is known about the kernel's state.
+	p.lastOut = nil
+	steps := planFull(res, out, p.backend, p.nftBatch)
+	for i, payload := range steps {
+		if err := p.runner.Restore(ctx, payload); err != nil {
+			p.m.restoreFailures.Inc()
+			if len(steps) > 1 {
+				err = fmt.Errorf("full sync transaction %d of %d: %w", i+1, len(steps), err)
+			}
+			p.logRestoreError(err, payload, true)
+			return nil, err
+		}
+		countWrittenRules(payload, written)
+	}
+	p.lastOut = out
+	return res, nil
+}
+
+// logRestoreError logs a failed restore with the payload lines around the
+// failing one.
+func (p *Proxier) logRestoreError(err error, payload []byte, full bool) {
+	var re *RestoreError
+	if errors.As(err, &re) && re.Line > 0 {
+		p.log.Error("iptables-restore failed", "err", err, "full", full, "rules", extractLines(payload, re.Line, 3))
+	} else {
+		p.log.Error("iptables-restore failed", "err", err, "full", full)
+	}
+}
+
 // prepareFullSync ensures the canary chains and kube-proxy's jump rules
-// exist and returns the chains now present in filter and nat. Jump rules
-// already visible in iptables-save are not re-checked with `iptables -C`.
+// exist and returns the chains now present in filter and nat. It reads the
+// three tables with iptables-save and creates what is missing in one
+// iptables-restore transaction (":CHAIN" for a missing chain, "-I CHAIN 1
+// rule" for a missing jump, in JumpRules order) instead of kube-proxy's
+// `iptables -N`/`-C`/`-I` calls, one process each; the result is the same.
 func (p *Proxier) prepareFullSync(ctx context.Context) (map[Table]map[string]bool, error) {
 	existing := map[Table]map[string]bool{}
 	rules := map[Table]map[string]bool{}
-	for _, t := range []Table{TableFilter, TableNAT} {
+	for _, t := range []Table{TableMangle, TableFilter, TableNAT} {
 		out, err := p.runner.SaveCounters(ctx, t)
 		if err != nil {
 			return nil, fmt.Errorf("read existing chains: %w", err)
 		}
 		existing[t], rules[t] = scanSave(out)
 	}
-	for _, t := range CanaryTables {
-		if existing[t][CanaryChain] {
-			continue
+	var ensure bytes.Buffer
+	for _, t := range []Table{TableMangle, TableFilter, TableNAT} {
+		var decls, inserts []string
+		if slices.Contains(CanaryTables, t) && !existing[t][CanaryChain] {
+			decls = append(decls, CanaryChain)
 		}
-		if err := p.runner.EnsureChain(ctx, t, CanaryChain); err != nil {
-			return nil, err
-		}
-	}
-	for _, j := range JumpRules {
-		if !existing[j.Table][j.DstChain] {
-			if err := p.runner.EnsureChain(ctx, j.Table, j.DstChain); err != nil {
-				return nil, err
+		for _, j := range JumpRules {
+			if j.Table != t {
+				continue
 			}
-			existing[j.Table][j.DstChain] = true
+			if !existing[t][j.DstChain] && !slices.Contains(decls, j.DstChain) {
+				decls = append(decls, j.DstChain)
+			}
+			if text := jumpRuleText(j); !rules[t][text] {
+				inserts = append(inserts, "-I "+j.SrcChain+" 1"+strings.TrimPrefix(text, "-A "+j.SrcChain))
+			}
 		}
-		if rules[j.Table][jumpRuleText(j)] {
+		if len(decls) == 0 && len(inserts) == 0 {
 			continue
 		}
-		if err := p.runner.EnsureRule(ctx, j.Table, j.SrcChain, j.Args()...); err != nil {
-			return nil, err
+		ensure.WriteString("*" + string(t) + "\n")
+		for _, c := range decls {
+			ensure.WriteString(":" + c + " - [0:0]\n")
+			existing[t][c] = true
+		}
+		for _, l := range inserts {
+			ensure.WriteString(l + "\n")
+		}
+		ensure.WriteString("COMMIT\n")
+	}
+	if ensure.Len() > 0 {
+		if err := p.runner.Restore(ctx, ensure.Bytes()); err != nil {
+			p.logRestoreError(err, ensure.Bytes(), true)
+			return nil, fmt.Errorf("ensure canary chains and jump rules: %w", err)
 		}
 	}
+	delete(existing, TableMangle)
 	return existing, nil
 }
 
@@ -754,23 +878,6 @@ func scanSave(out []byte) (chains map[string]bool, builtinRules map[string]bool)
 		}
 	}
 	return chains, builtinRules
-}
-
-// countPayloadRules counts the "-A" lines of each table in an
-// iptables-restore payload (kubeproxy_sync_proxy_rules_iptables_last).
-func countPayloadRules(payload []byte) map[Table]int {
-	counts := map[Table]int{}
-	var table Table
-	for line := range bytes.Lines(payload) {
-		switch {
-		case len(line) > 0 && line[0] == '*':
-			table = Table(strings.TrimSpace(string(line[1:])))
-			counts[table] += 0
-		case bytes.HasPrefix(line, []byte("-A ")):
-			counts[table]++
-		}
-	}
-	return counts
 }
 
 // finishSync records the outcome of a sync attempt and wakes waiters.

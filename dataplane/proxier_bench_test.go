@@ -3,6 +3,7 @@ package dataplane
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"slices"
 	"testing"
 	"time"
@@ -34,14 +35,30 @@ func pxBenchCtx(b *testing.B) context.Context {
 	return ctx
 }
 
-// pxBenchProxier starts a Proxier on a throwaway namespace loaded with n
-// Services × 2 endpoints and waits for its first (full) sync, which it
-// returns with its duration (report it after b.ResetTimer, which drops
-// reported metrics).
-func pxBenchProxier(b *testing.B, n int) (*Proxier, time.Duration) {
+// pxBackends are the iptables backends the root benchmarks and tests run
+// against, as sub-benchmark/subtest names.
+var pxBackends = []IPTablesBackend{BackendNFT, BackendLegacy}
+
+// pxRequireBackend skips unless backend's tools are installed.
+func pxRequireBackend(t testing.TB, backend IPTablesBackend) {
+	t.Helper()
+	tools := backend.tools()
+	for _, bin := range []string{tools.iptables, tools.restore, tools.save} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s not installed", bin)
+		}
+	}
+}
+
+// pxBenchProxier starts a Proxier with backend on a throwaway namespace
+// loaded with n Services × 2 endpoints and waits for its first (full) sync,
+// which it returns with its duration (report it after b.ResetTimer, which
+// drops reported metrics).
+func pxBenchProxier(b *testing.B, n int, backend IPTablesBackend) (*Proxier, time.Duration) {
 	pxRequireRoot(b)
+	pxRequireBackend(b, backend)
 	path := pxNewNetns(b)
-	p, _, logs := pxStartReal(b, path, nil)
+	p, _, logs := pxStartReal(b, path, func(c *ProxierConfig) { c.Backend = backend })
 	svcs, sls := pxBenchServices(n)
 	for _, s := range svcs {
 		p.OnServiceAdd(s)
@@ -57,16 +74,30 @@ func pxBenchProxier(b *testing.B, n int) (*Proxier, time.Duration) {
 	return p, time.Since(start)
 }
 
-// BenchmarkFullSync10kServices measures a full resync (render, save the
-// existing chains, iptables-restore of every chain) of 10,000 Services with
-// 2 endpoints each in a real network namespace. Root only.
-func BenchmarkFullSync10kServices(b *testing.B) { benchFullSync(b, 10000) }
+// pxPerBackend runs bench as one sub-benchmark per backend ("nft",
+// "legacy").
+func pxPerBackend(b *testing.B, bench func(*testing.B, IPTablesBackend)) {
+	for _, backend := range pxBackends {
+		b.Run(string(backend), func(b *testing.B) { bench(b, backend) })
+	}
+}
+
+// BenchmarkFullSync10kServices measures a full resync (ensure the canary and
+// jump rules, save the existing chains, render, iptables-restore of every
+// chain) of 10,000 Services with 2 endpoints each in a real network
+// namespace, per backend; first-sync-ms is the first full sync into the
+// empty namespace (what `svclab up` pays). Root only.
+func BenchmarkFullSync10kServices(b *testing.B) {
+	pxPerBackend(b, func(b *testing.B, backend IPTablesBackend) { benchFullSync(b, 10000, backend) })
+}
 
 // BenchmarkFullSync1kServices is BenchmarkFullSync10kServices at lab scale.
-func BenchmarkFullSync1kServices(b *testing.B) { benchFullSync(b, 1000) }
+func BenchmarkFullSync1kServices(b *testing.B) {
+	pxPerBackend(b, func(b *testing.B, backend IPTablesBackend) { benchFullSync(b, 1000, backend) })
+}
 
-func benchFullSync(b *testing.B, n int) {
-	p, first := pxBenchProxier(b, n)
+func benchFullSync(b *testing.B, n int, backend IPTablesBackend) {
+	p, first := pxBenchProxier(b, n, backend)
 	ctx := pxBenchCtx(b)
 	b.ResetTimer()
 	start := time.Now()
@@ -86,15 +117,19 @@ func benchFullSync(b *testing.B, n int) {
 // BenchmarkNetworkProgrammingLatency10k measures, with 10,000 Services
 // present, the time from the handler calls that add one Service and its
 // EndpointSlice to the end of the iptables-restore that programs it (a
-// partial sync). Root only.
-func BenchmarkNetworkProgrammingLatency10k(b *testing.B) { benchNetworkProgramming(b, 10000) }
+// partial sync), per backend. Root only.
+func BenchmarkNetworkProgrammingLatency10k(b *testing.B) {
+	pxPerBackend(b, func(b *testing.B, backend IPTablesBackend) { benchNetworkProgramming(b, 10000, backend) })
+}
 
 // BenchmarkNetworkProgrammingLatency1k is BenchmarkNetworkProgrammingLatency10k
 // at lab scale.
-func BenchmarkNetworkProgrammingLatency1k(b *testing.B) { benchNetworkProgramming(b, 1000) }
+func BenchmarkNetworkProgrammingLatency1k(b *testing.B) {
+	pxPerBackend(b, func(b *testing.B, backend IPTablesBackend) { benchNetworkProgramming(b, 1000, backend) })
+}
 
-func benchNetworkProgramming(b *testing.B, n int) {
-	p, first := pxBenchProxier(b, n)
+func benchNetworkProgramming(b *testing.B, n int, backend IPTablesBackend) {
+	p, first := pxBenchProxier(b, n, backend)
 	ctx := pxBenchCtx(b)
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()

@@ -95,6 +95,13 @@ type pxHarness struct {
 // config), runs it until the test ends and returns it.
 func pxStart(t *testing.T, tweak func(*ProxierConfig)) *pxHarness {
 	t.Helper()
+	return pxStartWith(t, tweak, nil)
+}
+
+// pxStartWith is pxStart with a hook that may adjust the Proxier before it
+// runs.
+func pxStartWith(t *testing.T, tweak func(*ProxierConfig), beforeRun func(*Proxier)) *pxHarness {
+	t.Helper()
 	h := &pxHarness{fake: NewFakeRunner(), reg: prometheus.NewRegistry(), logs: &pxLogBuffer{}}
 	m, err := NewMetrics(h.reg)
 	if err != nil {
@@ -114,6 +121,9 @@ func pxStart(t *testing.T, tweak func(*ProxierConfig)) *pxHarness {
 	h.p, err = NewProxier(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if beforeRun != nil {
+		beforeRun(h.p)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

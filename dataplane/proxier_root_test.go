@@ -133,13 +133,18 @@ func pxInNetns(t testing.TB, path string, name string, args ...string) string {
 
 func TestRootFakeRunnerMatchesKernel(t *testing.T) {
 	pxRequireRoot(t)
-	for _, c := range restoreCases {
-		t.Run(c.name, func(t *testing.T) {
-			r, err := NewRunner(pxNewNetns(t))
-			if err != nil {
-				t.Fatal(err)
+	for _, backend := range pxBackends {
+		t.Run(string(backend), func(t *testing.T) {
+			pxRequireBackend(t, backend)
+			for _, c := range restoreCases {
+				t.Run(c.name, func(t *testing.T) {
+					r, err := NewBackendRunner(pxNewNetns(t), backend)
+					if err != nil {
+						t.Fatal(err)
+					}
+					checkRestoreCase(t, r, c)
+				})
 			}
-			checkRestoreCase(t, r, c)
 		})
 	}
 }
@@ -171,25 +176,26 @@ func (r *pxCountingRunner) counts() (chains, rules int) {
 	return r.ensureChains, r.ensureRules
 }
 
-// pxStartReal runs a Proxier for node-1 against the namespace at path.
+// pxStartReal runs a Proxier for node-1 against the namespace at path, with
+// the backend tweak sets (BackendAuto by default).
 func pxStartReal(t testing.TB, path string, tweak func(*ProxierConfig)) (*Proxier, *pxCountingRunner, *pxLogBuffer) {
 	t.Helper()
-	real, err := NewRunner(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &pxCountingRunner{Runner: real}
 	logs := &pxLogBuffer{}
 	cfg := ProxierConfig{
 		Node:        Node{Name: "node-1"},
 		Config:      Config{ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16")},
-		Runner:      r,
 		Logger:      slog.New(slog.NewTextHandler(logs, nil)),
 		RetryPeriod: 50 * time.Millisecond,
 	}
 	if tweak != nil {
 		tweak(&cfg)
 	}
+	real, err := NewBackendRunner(path, cfg.Backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &pxCountingRunner{Runner: real}
+	cfg.Runner = r
 	p, err := NewProxier(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -321,13 +327,47 @@ func pxRuleCounts(t testing.TB, p *Proxier, chain string) []uint64 {
 	return out
 }
 
+// pxRuleCountsByText returns the packet counters of chain's rules in the
+// live nat table by rule text.
+func pxRuleCountsByText(t testing.TB, p *Proxier, chain string) map[string]uint64 {
+	t.Helper()
+	rs, err := p.Counters(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rs.Chain(TableNAT, chain)
+	if c == nil {
+		t.Fatalf("no chain %s in the live nat table", chain)
+	}
+	out := map[string]uint64{}
+	for _, r := range c.Rules {
+		out[r.Text] = r.Counters.Packets
+	}
+	return out
+}
+
 func TestRootProxier(t *testing.T) {
 	pxRequireRoot(t)
+	for _, backend := range pxBackends {
+		t.Run(string(backend), func(t *testing.T) {
+			pxRequireBackend(t, backend)
+			testRootProxier(t, backend)
+		})
+	}
+}
+
+// testRootProxier runs a Proxier with backend in a namespace with two UDP
+// endpoints and checks the rules and the traffic through them.
+func testRootProxier(t *testing.T, backend IPTablesBackend) {
+	tools := backend.tools()
 	path := pxNewNetns(t)
 	pxLabAddresses(t, path, "10.244.1.4/32", "10.244.1.5/32")
 	pxUDPEcho(t, path, "10.244.1.4:5353")
 	pxUDPEcho(t, path, "10.244.1.5:5353")
-	p, runner, logs := pxStartReal(t, path, func(c *ProxierConfig) { c.SyncPeriod = 50 * time.Millisecond })
+	p, runner, logs := pxStartReal(t, path, func(c *ProxierConfig) {
+		c.SyncPeriod = 50 * time.Millisecond
+		c.Backend = backend
+	})
 	ctx := pxCtx(t)
 
 	svcs, sls := twoServices()
@@ -344,7 +384,7 @@ func TestRootProxier(t *testing.T) {
 	dnsSvc, dnsSeps := dnsChains("10.244.1.4")
 
 	t.Run("programs the namespace like kube-proxy", func(t *testing.T) {
-		save := []byte(pxInNetns(t, path, "iptables-save", "-t", "filter") + pxInNetns(t, path, "iptables-save", "-t", "nat"))
+		save := []byte(pxInNetns(t, path, tools.save, "-t", "filter") + pxInNetns(t, path, tools.save, "-t", "nat"))
 		if diff := cmp.Diff(wantJumpRules, builtinRulesText(t, save)); diff != "" {
 			t.Errorf("jump rules in the kernel (-want +got):\n%s", diff)
 		}
@@ -377,7 +417,7 @@ func TestRootProxier(t *testing.T) {
 			}
 		}
 		for _, tbl := range CanaryTables {
-			pxInNetns(t, path, "iptables", "-t", string(tbl), "-S", CanaryChain)
+			pxInNetns(t, path, tools.iptables, "-t", string(tbl), "-S", CanaryChain)
 		}
 		if got := pxUDPAsk(t, path, "10.96.0.53:53", "hello"); got != "10.244.1.4:5353:hello" {
 			t.Errorf("UDP through the cluster IP answered %q", got)
@@ -411,6 +451,14 @@ func TestRootProxier(t *testing.T) {
 			t.Fatalf("%s counters went %v → %v, want 3 more packets", dnsSvc, before, counted)
 		}
 		sepCounted := pxRuleCounts(t, p, dnsSeps[0])
+		servicesCounted := pxRuleCountsByText(t, p, ChainServices)
+		counting := false
+		for text, n := range servicesCounted {
+			counting = counting || strings.Contains(text, `"ns1/dns:dns cluster IP"`) && n >= 3
+		}
+		if !counting {
+			t.Fatalf("%s counters %v: the dns cluster IP rule did not count", ChainServices, servicesCounted)
+		}
 
 		st := p.Status()
 		p.OnServiceAdd(pxService("ns2", "unrelated", "10.96.7.7", pxPort("p", corev1.ProtocolTCP, 80)))
@@ -426,10 +474,17 @@ func TestRootProxier(t *testing.T) {
 		if diff := cmp.Diff(sepCounted, pxRuleCounts(t, p, dnsSeps[0])); diff != "" {
 			t.Errorf("%s counters after an unrelated partial sync (-before +after):\n%s", dnsSeps[0], diff)
 		}
-		for i, n := range pxRuleCounts(t, p, ChainServices) {
-			if n != 0 {
-				t.Errorf("rewritten %s rule %d kept %d packets", ChainServices, i+1, n)
+		// nat KUBE-SERVICES is not rewritten either (kube-proxy would): its
+		// rules kept counting. (The unrelated Service has no endpoints, so
+		// its rule is a REJECT in filter KUBE-SERVICES.)
+		after := pxRuleCountsByText(t, p, ChainServices)
+		for text, n := range servicesCounted {
+			if after[text] != n {
+				t.Errorf("%s rule %q went from %d to %d packets", ChainServices, text, n, after[text])
 			}
+		}
+		if len(after) != len(servicesCounted) {
+			t.Errorf("nat %s has %d rules after adding a Service without endpoints, want %d", ChainServices, len(after), len(servicesCounted))
 		}
 	})
 
@@ -453,12 +508,12 @@ func TestRootProxier(t *testing.T) {
 
 	t.Run("a flushed nat table comes back", func(t *testing.T) {
 		st := p.Status()
-		pxInNetns(t, path, "iptables", "-t", "nat", "-F")
-		pxInNetns(t, path, "iptables", "-t", "nat", "-X")
+		pxInNetns(t, path, tools.iptables, "-t", "nat", "-F")
+		pxInNetns(t, path, tools.iptables, "-t", "nat", "-X")
 		if err := p.WaitFor(ctx, func(s SyncStatus) bool { return s.FullSyncs > st.FullSyncs && s.LastError == nil }); err != nil {
 			t.Fatalf("no full resync after the flush: %v\n%s", err, logs.String())
 		}
-		nat := pxInNetns(t, path, "iptables-save", "-t", "nat")
+		nat := pxInNetns(t, path, tools.save, "-t", "nat")
 		for _, want := range []string{
 			`-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES`,
 			":" + CanaryChain + " ",

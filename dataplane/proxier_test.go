@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -176,8 +177,14 @@ func TestProxierWaitsForInitialListsThenSyncsFully(t *testing.T) {
 	if diff := cmp.Diff(want, h.fake.Chains(TableNAT)); diff != "" {
 		t.Errorf("nat chains (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(h.fake.Payloads()[0], h.p.LastResult().Payload); diff != "" {
-		t.Errorf("LastResult is not the applied payload:\n%s", diff)
+	// Two transactions: the canary chains and jump rules, then LastResult's
+	// payload with the nat chains declared in another order (see planFull).
+	ps := h.fake.Payloads()
+	if len(ps) != 2 {
+		t.Fatalf("first sync took %d transactions, want 2", len(ps))
+	}
+	if diff := cmp.Diff(sortedPayload(t, h.p.LastResult().Payload), sortedPayload(t, ps[1])); diff != "" {
+		t.Errorf("LastResult is not the applied payload (-LastResult +applied):\n%s", diff)
 	}
 }
 
@@ -204,10 +211,20 @@ func TestProxierPartialSyncRewritesOnlyChangedServices(t *testing.T) {
 		t.Errorf("status = %+v, want one full then one partial sync", st)
 	}
 	dnsSvc, dnsSeps := dnsChains("10.244.1.4", "10.244.1.5")
-	rs := h.lastPayload(t)
-	want := slices.Sorted(slices.Values(append([]string{ChainMarkMasq, ChainNodePorts, ChainPostrouting, ChainServices, dnsSvc}, dnsSeps...)))
-	if diff := cmp.Diff(want, declaredChains(rs, TableNAT)); diff != "" {
-		t.Errorf("nat chains written by the partial sync (-want +got):\n%s", diff)
+	// Only dns's own chains are rewritten; KUBE-SERVICES & co. did not
+	// change, so (unlike kube-proxy, which rewrites them on every sync) the
+	// incremental sync leaves them alone, and the filter table too.
+	want := "*nat\n:" + dnsSvc + " - [0:0]\n:" + dnsSeps[0] + " - [0:0]\n:" + dnsSeps[1] + " - [0:0]\n" +
+		"-A " + dnsSvc + ` -m comment --comment "ns1/dns:dns -> 10.244.1.4:5353" -m statistic --mode random --probability 0.5000000000 -j ` + dnsSeps[0] + "\n" +
+		"-A " + dnsSvc + ` -m comment --comment "ns1/dns:dns -> 10.244.1.5:5353" -j ` + dnsSeps[1] + "\n" +
+		"-A " + dnsSeps[0] + ` -m comment --comment ns1/dns:dns -s 10.244.1.4 -j KUBE-MARK-MASQ` + "\n" +
+		"-A " + dnsSeps[0] + ` -m comment --comment ns1/dns:dns -m udp -p udp -j DNAT --to-destination 10.244.1.4:5353` + "\n" +
+		"-A " + dnsSeps[1] + ` -m comment --comment ns1/dns:dns -s 10.244.1.5 -j KUBE-MARK-MASQ` + "\n" +
+		"-A " + dnsSeps[1] + ` -m comment --comment ns1/dns:dns -m udp -p udp -j DNAT --to-destination 10.244.1.5:5353` + "\n" +
+		"COMMIT\n"
+	ps := h.fake.Payloads()
+	if diff := cmp.Diff(want, string(ps[len(ps)-1])); diff != "" {
+		t.Errorf("partial sync payload (-want +got):\n%s", diff)
 	}
 	for _, c := range append([]string{webSvc}, webSeps...) {
 		if ok, _ := h.fake.ChainExists(context.Background(), TableNAT, c); !ok {
@@ -222,9 +239,20 @@ func TestProxierPartialSyncRewritesOnlyChangedServices(t *testing.T) {
 	if got := live.Chain(TableNAT, webSvc).Rules[0].Counters; got == nil || got.Packets != 7 || got.Bytes != 420 {
 		t.Errorf("counters of unchanged %s = %+v, want [7:420]", webSvc, got)
 	}
-	if got := live.Chain(TableNAT, ChainServices).Rules[0].Counters; got == nil || got.Packets != 0 {
-		t.Errorf("counters of rewritten %s = %+v, want [0:0]", ChainServices, got)
+	if got := live.Chain(TableNAT, ChainServices).Rules[0].Counters; got == nil || got.Packets != 7 {
+		t.Errorf("counters of unchanged %s = %+v, want [7:420]", ChainServices, got)
 	}
+}
+
+// payloadDeletes returns the chains a restore payload deletes (-X lines).
+func payloadDeletes(payload []byte) []string {
+	var out []string
+	for _, l := range strings.Split(string(payload), "\n") {
+		if c, ok := strings.CutPrefix(l, "-X "); ok {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func TestProxierDeletesStaleChains(t *testing.T) {
@@ -242,11 +270,7 @@ func TestProxierDeletesStaleChains(t *testing.T) {
 	dnsSvc, dnsSeps := dnsChains("10.244.1.4")
 	var deleted []string
 	for _, p := range h.fake.Payloads()[1:] {
-		rs, err := ParseSave(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		deleted = append(deleted, rs.Table(TableNAT).Deleted...)
+		deleted = append(deleted, payloadDeletes(p)...)
 	}
 	if diff := cmp.Diff(slices.Sorted(slices.Values(append([]string{dnsSvc}, dnsSeps...))), slices.Sorted(slices.Values(deleted))); diff != "" {
 		t.Errorf("chains deleted (-want +got):\n%s", diff)
@@ -258,39 +282,56 @@ func TestProxierDeletesStaleChains(t *testing.T) {
 	}
 }
 
-func TestProxierFailureMakesNextSyncFull(t *testing.T) {
-	h := pxStart(t, nil)
-	svcs, sls := twoServices()
-	h.load(svcs, sls)
-	h.waitSync(t)
-
+func TestProxierFailedPartialSyncFallsBackToFull(t *testing.T) {
 	injected := &RestoreError{Line: 1, Output: "injected", Err: errors.New("exit status 1")}
-	failOnce := true
-	h.fake.RestoreHook = func([]byte) error {
-		if failOnce {
-			failOnce = false
-			return injected
-		}
-		return nil
-	}
-	h.p.OnEndpointSliceUpdate(sls[1], pxSlice("ns1", "dns", "dns", corev1.ProtocolUDP, 5353, "10.244.1.9"))
-	h.waitSync(t)
+	for _, c := range []struct {
+		name                                                   string
+		failures                                               int // restores that fail after the first sync
+		wantFailures, wantRestoreFailures, wantPartialFailures int
+	}{
+		// The incremental transaction fails: the same sync goes full at once.
+		{"partial fails", 1, 0, 1, 1},
+		// The full sync it falls back to fails too: the sync fails and the
+		// retry is full.
+		{"partial and full fail", 2, 1, 2, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := pxStart(t, nil)
+			svcs, sls := twoServices()
+			h.load(svcs, sls)
+			h.waitSync(t)
 
-	st := h.p.Status()
-	if st.Failures != 1 || st.FullSyncs != 2 || st.PartialSyncs != 0 || !st.LastSyncFull || st.LastError != nil {
-		t.Errorf("status = %+v, want 1 failure then a full sync", st)
-	}
-	// The full sync rewrote the unchanged web Service too.
-	webSvc, _ := webChains()
-	if !slices.Contains(declaredChains(h.lastPayload(t), TableNAT), webSvc) {
-		t.Errorf("sync after the failure did not rewrite %s: not a full sync", webSvc)
-	}
-	m := h.p.metrics
-	if got := pxValue(t, m.RestoreFailures.WithLabelValues("node-1")); got != 1 {
-		t.Errorf("restore failures = %v, want 1", got)
-	}
-	if got := pxValue(t, m.PartialRestoreFailure.WithLabelValues("node-1")); got != 1 {
-		t.Errorf("partial restore failures = %v, want 1", got)
+			left := c.failures
+			var mu sync.Mutex
+			h.fake.RestoreHook = func([]byte) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if left > 0 {
+					left--
+					return injected
+				}
+				return nil
+			}
+			h.p.OnEndpointSliceUpdate(sls[1], pxSlice("ns1", "dns", "dns", corev1.ProtocolUDP, 5353, "10.244.1.9"))
+			h.waitSync(t)
+
+			st := h.p.Status()
+			if st.Failures != c.wantFailures || st.FullSyncs != 2 || st.PartialSyncs != 0 || !st.LastSyncFull || st.LastError != nil {
+				t.Errorf("status = %+v, want %d failures and a second full sync", st, c.wantFailures)
+			}
+			// The full sync rewrote the unchanged web Service too.
+			webSvc, _ := webChains()
+			if !slices.Contains(declaredChains(h.lastPayload(t), TableNAT), webSvc) {
+				t.Errorf("sync after the failure did not rewrite %s: not a full sync", webSvc)
+			}
+			m := h.p.metrics
+			if got := pxValue(t, m.RestoreFailures.WithLabelValues("node-1")); got != float64(c.wantRestoreFailures) {
+				t.Errorf("restore failures = %v, want %d", got, c.wantRestoreFailures)
+			}
+			if got := pxValue(t, m.PartialRestoreFailure.WithLabelValues("node-1")); got != float64(c.wantPartialFailures) {
+				t.Errorf("partial restore failures = %v, want %d", got, c.wantPartialFailures)
+			}
+		})
 	}
 }
 
@@ -321,8 +362,8 @@ func TestProxierCoalescesBursts(t *testing.T) {
 	close(release)
 	h.waitSync(t)
 
-	if total, _ := h.fake.Restores(); total != 3 {
-		t.Errorf("restores = %d, want 3 (initial, the first change, the other 499 coalesced)", total)
+	if total, _ := h.fake.Restores(); total != 4 {
+		t.Errorf("restores = %d, want 4 (jump rules and initial sync, the first change, the other 499 coalesced)", total)
 	}
 	if st := h.p.Status(); st.Generation != st.SyncedGeneration {
 		t.Errorf("status = %+v: not every change synced", st)
@@ -341,8 +382,8 @@ func TestProxierMinSyncPeriodCoalesces(t *testing.T) {
 	if err := h.p.WaitForSync(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("WaitForSync within MinSyncPeriod = %v, want deadline exceeded", err)
 	}
-	if total, _ := h.fake.Restores(); total != 1 {
-		t.Errorf("restores = %d, want 1", total)
+	if total, _ := h.fake.Restores(); total != 2 {
+		t.Errorf("restores = %d, want 2 (jump rules, initial sync)", total)
 	}
 }
 
@@ -358,6 +399,34 @@ func TestProxierCanaryGoneMeansFullSync(t *testing.T) {
 		h.waitSync(t)
 		if st := h.p.Status(); st.FullSyncs != 2 || st.Failures != 0 {
 			t.Errorf("status = %+v, want a second full sync and no failure", st)
+		}
+		webSvc, _ := webChains()
+		if ok, _ := h.fake.ChainExists(context.Background(), TableNAT, webSvc); !ok {
+			t.Errorf("%s not restored", webSvc)
+		}
+	})
+	t.Run("noticed by the incremental transaction's guard (legacy)", func(t *testing.T) {
+		h := pxStart(t, func(c *ProxierConfig) { c.Runner.(*FakeRunner).SetBackend(BackendLegacy) })
+		svcs, sls := twoServices()
+		h.load(svcs, sls)
+		h.waitSync(t)
+
+		// A change in nat: its section starts with the guard. (A change in
+		// filter only would check the filter canary only; the monitor
+		// checks all three every SyncPeriod, as in kube-proxy.)
+		h.fake.FlushTable(TableNAT)
+		h.p.OnEndpointSliceUpdate(sls[1], pxSlice("ns1", "dns", "dns", corev1.ProtocolUDP, 5353, "10.244.1.8"))
+		h.waitSync(t)
+		if st := h.p.Status(); st.FullSyncs != 2 || st.Failures != 0 {
+			t.Errorf("status = %+v, want a second full sync and no failure", st)
+		}
+		if n := pxValue(t, h.p.metrics.PartialRestoreFailure); n != 0 {
+			t.Errorf("partial restore failures = %v: a missing canary is not a failure", n)
+		}
+		ps := h.fake.Payloads()
+		guarded := string(ps[len(ps)-3]) // the guarded transaction, the jump rules, the full sync
+		if !strings.Contains(guarded, "-Z "+CanaryChain) {
+			t.Errorf("legacy incremental transaction without a canary guard:\n%s", guarded)
 		}
 		webSvc, _ := webChains()
 		if ok, _ := h.fake.ChainExists(context.Background(), TableNAT, webSvc); !ok {
@@ -392,8 +461,9 @@ func TestProxierLogsFailingPayloadLines(t *testing.T) {
 	h.waitSync(t)
 
 	// Someone flushed nat and something recreated only the canary: the
-	// canary check passes, but web's chains are gone, so the partial sync's
-	// KUBE-SERVICES jump to them is rejected.
+	// canary check passes, but KUBE-MARK-MASQ is gone, so the incremental
+	// sync's SEP rules jumping to it are rejected; the full sync that
+	// follows at once repairs everything.
 	h.fake.FlushTable(TableNAT)
 	if err := h.fake.EnsureChain(context.Background(), TableNAT, CanaryChain); err != nil {
 		t.Fatal(err)
@@ -402,10 +472,9 @@ func TestProxierLogsFailingPayloadLines(t *testing.T) {
 	h.waitSync(t)
 
 	st := h.p.Status()
-	if st.Failures != 1 || !st.LastSyncFull {
-		t.Fatalf("status = %+v, want one failure then a full sync", st)
+	if st.Failures != 0 || st.FullSyncs != 2 || !st.LastSyncFull {
+		t.Fatalf("status = %+v, want a failed incremental sync turned full", st)
 	}
-	webSvc, _ := webChains()
 	logs := h.logs.String()
 	var failLine string
 	for _, l := range strings.Split(logs, "\n") {
@@ -416,8 +485,8 @@ func TestProxierLogsFailingPayloadLines(t *testing.T) {
 	if failLine == "" {
 		t.Fatalf("no restore failure logged:\n%s", logs)
 	}
-	if !strings.Contains(failLine, `=> `) || !strings.Contains(failLine, "-j "+webSvc) {
-		t.Errorf("failure log does not point at the jump to %s:\n%s", webSvc, failLine)
+	if !strings.Contains(failLine, `=> `) || !strings.Contains(failLine, "-j "+ChainMarkMasq) {
+		t.Errorf("failure log does not point at the jump to %s:\n%s", ChainMarkMasq, failLine)
 	}
 	if strings.Count(failLine, `\n`) > 7 {
 		t.Errorf("failure log carries more than the lines around the failure:\n%s", failLine)
@@ -618,7 +687,7 @@ func TestProxierChangeWithoutRulesNeedsNoRestore(t *testing.T) {
 	delete(orphan.Labels, discoveryv1.LabelServiceName) // names no Service
 	h.p.OnEndpointSliceAdd(orphan)
 	h.waitSync(t) // must not hang: nothing to program is "in sync"
-	if total, _ := h.fake.Restores(); total != 1 {
-		t.Errorf("restores = %d, want 1: a change that touches no Service needs no restore", total)
+	if total, _ := h.fake.Restores(); total != 2 {
+		t.Errorf("restores = %d, want 2 (jump rules, initial sync): a change that touches no Service needs no restore", total)
 	}
 }

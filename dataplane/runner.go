@@ -41,6 +41,10 @@ type Runner interface {
 	// AF_INET6) that filter matches (`conntrack -D …`) and returns how many
 	// were deleted.
 	DeleteConntrack(ctx context.Context, family uint8, filter netlink.CustomConntrackFilter) (uint, error)
+	// Backend is the iptables implementation the Runner programs
+	// (BackendNFT or BackendLegacy, never BackendAuto). The Proxier shapes
+	// its restore transactions for it (see Proxier).
+	Backend() IPTablesBackend
 }
 
 // RestoreError is the error Restore returns when iptables-restore rejects a
@@ -110,9 +114,11 @@ var ErrToolMissing = errors.New("iptables tool not found")
 // go-iptables' iptables calls on a thread inside the node's network namespace,
 // and talks conntrack over a netlink socket opened in that namespace.
 type execRunner struct {
-	netnsPath   string
-	restorePath string
-	savePath    string
+	netnsPath    string
+	backend      IPTablesBackend
+	restorePath  string
+	savePath     string
+	iptablesPath string
 
 	mu  sync.Mutex
 	ipt *iptables.IPTables // built lazily inside the namespace
@@ -120,25 +126,52 @@ type execRunner struct {
 
 var _ Runner = (*execRunner)(nil)
 
-// NewRunner returns a Runner whose every operation runs inside the network
-// namespace bound at netnsPath (e.g. /var/run/netns/svclab-node-1). It returns
-// ErrNoNetns for an empty path and ErrToolMissing (wrapped) when
-// iptables-restore or iptables-save is not installed. The namespace is opened
-// per call, so it may be created after NewRunner returns.
+// NewRunner returns a Runner for the machine's own iptables (BackendAuto):
+// NewBackendRunner(netnsPath, BackendAuto).
 func NewRunner(netnsPath string) (Runner, error) {
+	return NewBackendRunner(netnsPath, BackendAuto)
+}
+
+// NewBackendRunner returns a Runner whose every operation runs inside the
+// network namespace bound at netnsPath (e.g. /var/run/netns/svclab-node-1)
+// with the iptables tools of backend: iptables-nft-restore & co. for
+// BackendNFT, iptables-legacy-restore & co. for BackendLegacy, and for
+// BackendAuto those of the backend DetectBackend finds (falling back to the
+// plain iptables-restore & co. when the backend-specific names are not
+// installed). It returns ErrNoNetns for an empty path, ErrUnknownBackend for
+// a bad backend and ErrToolMissing (wrapped) when a tool is not installed.
+// The namespace is opened per call, so it may be created after
+// NewBackendRunner returns.
+func NewBackendRunner(netnsPath string, backend IPTablesBackend) (Runner, error) {
 	if netnsPath == "" {
 		return nil, ErrNoNetns
 	}
-	restorePath, err := exec.LookPath("iptables-restore")
+	resolved, err := resolveBackend(context.Background(), backend)
 	if err != nil {
-		return nil, fmt.Errorf("%w: iptables-restore: %v", ErrToolMissing, err)
+		return nil, err
 	}
-	savePath, err := exec.LookPath("iptables-save")
-	if err != nil {
-		return nil, fmt.Errorf("%w: iptables-save: %v", ErrToolMissing, err)
+	tools := resolved.tools()
+	if backend == "" || backend == BackendAuto {
+		if _, err := exec.LookPath(tools.restore); err != nil {
+			tools = BackendAuto.tools()
+		}
 	}
-	return &execRunner{netnsPath: netnsPath, restorePath: restorePath, savePath: savePath}, nil
+	r := &execRunner{netnsPath: netnsPath, backend: resolved}
+	for _, t := range []struct {
+		name string
+		dst  *string
+	}{{tools.restore, &r.restorePath}, {tools.save, &r.savePath}, {tools.iptables, &r.iptablesPath}} {
+		p, err := exec.LookPath(t.name)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrToolMissing, t.name, err)
+		}
+		*t.dst = p
+	}
+	return r, nil
 }
+
+// Backend returns the backend the runner's tools belong to.
+func (r *execRunner) Backend() IPTablesBackend { return r.backend }
 
 // Restore runs `iptables-restore --noflush --counters -w 5` with payload on
 // stdin inside the namespace. --counters is what kube-proxy passes
@@ -216,7 +249,7 @@ func (r *execRunner) withIPTables(ctx context.Context, fn func(*iptables.IPTable
 	defer r.mu.Unlock()
 	return inNetns(r.netnsPath, func() error {
 		if r.ipt == nil {
-			ipt, err := iptables.New(iptables.IPFamily(iptables.ProtocolIPv4), iptables.Timeout(5))
+			ipt, err := iptables.New(iptables.IPFamily(iptables.ProtocolIPv4), iptables.Path(r.iptablesPath), iptables.Timeout(5))
 			if err != nil {
 				return fmt.Errorf("init go-iptables: %w", err)
 			}
