@@ -453,7 +453,10 @@ func browserHTMLAsText(t *testing.T, l *lab, ctx context.Context, url string) {
 	pickService(t, ctx, name, "default/"+name)
 	svcChain := svcChainOf(t, tableOf(l.iptablesSave(t, "node-1"), "nat"), "default/"+name)
 	browserWait(t, ctx, "the graph", `document.querySelector('#graph g.node[data-name="`+svcChain+`"]') !== null && document.querySelector('#graph g.node.kind-endpoint') !== null`)
-	browserDo(t, ctx, "explain the pick", chromedp.Click(chromedp.CSS(`#graph g.node.kind-endpoint g.rule:last-of-type`)))
+	// One atomic in-page click: the graph may be redrawn by the live refresh between a
+	// query and a separate click, which would leave chromedp holding a detached node.
+	browserWait(t, ctx, "explain the pick", `(() => { const r = document.querySelector('#graph g.node.kind-endpoint g.rule:last-of-type');
+		if (!r) return false; r.dispatchEvent(new MouseEvent('click', {bubbles: true})); return true; })()`)
 	browserWait(t, ctx, "the explanation", `document.getElementById('explain-para').textContent.includes(`+jsString("pod default/"+pod.Name)+`)`)
 	browserDo(t, ctx, "open Topology", chromedp.Click(chromedp.CSS(`#tabs button[data-view="topology"]`)))
 	browserWait(t, ctx, "the topology tables", `document.getElementById('topo-tables').textContent.includes(`+jsString("default/"+name)+`)`)

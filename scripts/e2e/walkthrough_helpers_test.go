@@ -22,6 +22,11 @@ const (
 	// the lab's API answers something other than 404 (the endpoint exists); otherwise the block
 	// is skipped with that reason.
 	wtNeedsPrefix = "<!-- walkthrough: needs "
+	// wtAnyOrder, placed right before a ```sh block, lets the essential lines of its expected
+	// output appear in any order: for listings whose order is not significant, such as
+	// KUBE-SERVICES, where kube-proxy's order between Services is Go map order and svclab
+	// inserts a new Service's rules at the top.
+	wtAnyOrder = "<!-- walkthrough: any order -->"
 	// wtEllipsis in an expected-output line matches any text; a line that is only wtEllipsis
 	// stands for lines that are left out.
 	wtEllipsis = "…"
@@ -35,6 +40,8 @@ type wtBlock struct {
 	cmds    []string // commands as a user types them: continuation lines joined, comments dropped
 	expect  []string // lines of the following ```text block; nil when there is none
 	needs   string   // API path from a "walkthrough: needs" directive, or ""
+	// anyOrder is set by a "walkthrough: any order" directive.
+	anyOrder bool
 }
 
 // name is a subtest name for the block: its README line and the first words of its heading.
@@ -76,6 +83,7 @@ func parseWalkthrough(readme string) ([]wtBlock, error) {
 		blocks  []wtBlock
 		heading string
 		needs   string
+		anyOrd  bool
 		// lastCmd is the index in blocks of the last command block while only blank lines or
 		// directives have followed it: a ```text block there is its expected output.
 		lastCmd = -1
@@ -87,13 +95,16 @@ func parseWalkthrough(readme string) ([]wtBlock, error) {
 		case strings.HasPrefix(t, "#") && !strings.HasPrefix(t, "#!"):
 			heading, lastCmd = t, -1
 			continue
+		case t == wtAnyOrder:
+			anyOrd = true
+			continue
 		case strings.HasPrefix(t, wtNeedsPrefix):
 			needs = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(t, wtNeedsPrefix), "-->"))
 			continue
 		case t == "":
 			continue
 		case !strings.HasPrefix(t, "```"):
-			lastCmd, needs = -1, ""
+			lastCmd, needs, anyOrd = -1, "", false
 			continue
 		}
 		lang := strings.TrimSpace(strings.TrimPrefix(t, "```"))
@@ -107,7 +118,7 @@ func parseWalkthrough(readme string) ([]wtBlock, error) {
 		}
 		switch lang {
 		case "sh", "console", "bash":
-			blocks = append(blocks, wtBlock{heading: heading, line: start + 1, cmds: splitCommands(body), needs: needs})
+			blocks = append(blocks, wtBlock{heading: heading, line: start + 1, cmds: splitCommands(body), needs: needs, anyOrder: anyOrd})
 			lastCmd = len(blocks) - 1
 		case "text":
 			if lastCmd < 0 {
@@ -120,7 +131,7 @@ func parseWalkthrough(readme string) ([]wtBlock, error) {
 		default:
 			lastCmd = -1 // YAML, mermaid and other illustrations are not run
 		}
-		needs = ""
+		needs, anyOrd = "", false
 	}
 	return blocks, nil
 }
@@ -284,6 +295,36 @@ func matchExpected(expect []string, actual, lab string) error {
 		}
 		if !found {
 			return fmt.Errorf("expected line %q (normalised %q) not found in order in the output", e, n)
+		}
+	}
+	return nil
+}
+
+// matchExpectedAnyOrder is matchExpected for listings whose order is not significant: every
+// essential expected line must match a distinct line of actual, wherever it stands.
+func matchExpectedAnyOrder(expect []string, actual, lab string) error {
+	var got []string
+	sc := bufio.NewScanner(strings.NewReader(actual))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		got = append(got, normaliseLine(sc.Text(), lab))
+	}
+	used := make([]bool, len(got))
+	for _, e := range expect {
+		n := normaliseLine(e, "")
+		if n == "" || n == wtEllipsis {
+			continue
+		}
+		re := expectedRE(n)
+		found := false
+		for j, g := range got {
+			if !used[j] && re.MatchString(g) {
+				used[j], found = true, true
+				break
+			}
+		}
+		if !found {
+			return fmt.Errorf("expected line %q (normalised %q) not found in the output", e, n)
 		}
 	}
 	return nil

@@ -12,7 +12,8 @@ package e2e
 //     text, a line that is only "…" stands for left-out lines; pod IPs, random cluster IPs and
 //     KUBE-SEP hashes are normalised on both sides;
 //   - <!-- walkthrough: needs /lab/v1/PATH --> before a block runs it only once GET PATH on the
-//     lab's API answers something other than 404.
+//     lab's API answers something other than 404;
+//   - <!-- walkthrough: any order --> before a block lets its expected lines appear in any order.
 
 import (
 	"bytes"
@@ -234,7 +235,11 @@ func TestWalkthrough(t *testing.T) {
 			for attempt := 1; ; attempt++ {
 				out, err := l.runWalkthroughBlock(t, b, rw, root, env)
 				if err == nil && b.expect != nil {
-					err = matchExpected(b.expect, out, l.name)
+					if b.anyOrder {
+						err = matchExpectedAnyOrder(b.expect, out, l.name)
+					} else {
+						err = matchExpected(b.expect, out, l.name)
+					}
 				}
 				if err == nil {
 					return
