@@ -98,6 +98,11 @@ type GNode struct {
 	// shown.
 	TotalRules int    `json:"totalRules"`
 	Summary    string `json:"summary,omitempty"`
+	// CountersAt is set (RFC 3339) when the chain's counters were not read
+	// for this answer: a shared chain of more than 1,000 rules, whose
+	// counters a ChainReader backend refreshes every 5 s in the background.
+	// It is when they were read. Unset: the counters are live.
+	CountersAt string `json:"countersAt,omitempty"`
 	Explain    string `json:"explain"`
 	// Layout: top-left corner and size in pixels.
 	X float64 `json:"x"`

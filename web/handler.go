@@ -124,7 +124,8 @@ func newHandler(b Backend, opts Options) *handler {
 	if opts.AutoDrawLimit <= 0 {
 		opts.AutoDrawLimit = 40
 	}
-	h := &handler{b: b, opts: opts, log: log.With("component", "web"), cache: newRuleCache(b), startTrace: opts.KernelTrace}
+	log = log.With("component", "web")
+	h := &handler{b: b, opts: opts, log: log, cache: newRuleCache(b, log), startTrace: opts.KernelTrace}
 	if h.startTrace == nil {
 		h.startTrace = func(ctx context.Context, netnsPath string, m dataplane.TraceMatch) (KernelTraceStopper, error) {
 			return dataplane.StartKernelTrace(ctx, netnsPath, m)
@@ -395,6 +396,11 @@ type CountersResponse struct {
 	Rules map[string][2]uint64 `json:"rules"`
 	// Chains maps built-in chain node IDs to their policy [packets, bytes].
 	Chains map[string][2]uint64 `json:"chains"`
+	// CountersAt maps the chain node IDs whose counters are not read on
+	// every request (shared chains of more than 1,000 rules, refreshed
+	// every 5 s in the background) to when they were read (RFC 3339).
+	// Every other chain's counters are live.
+	CountersAt map[string]string `json:"countersAt,omitempty"`
 }
 
 func (h *handler) counters(w http.ResponseWriter, r *http.Request) {
@@ -421,6 +427,12 @@ func (h *handler) counters(w http.ResponseWriter, r *http.Request) {
 		}
 		if n.Counters != nil {
 			resp.Chains[n.ID] = [2]uint64{n.Counters.Packets, n.Counters.Bytes}
+		}
+		if n.CountersAt != "" {
+			if resp.CountersAt == nil {
+				resp.CountersAt = map[string]string{}
+			}
+			resp.CountersAt[n.ID] = n.CountersAt
 		}
 	}
 	writeJSON(w, resp)
@@ -524,16 +536,49 @@ func invalid(field, msg string) *apierrors.StatusError {
 }
 
 // buildFresh builds the graph and, when the rules came from the cache,
-// overlays the displayed chains' live counters (ChainReader). If the live
+// overlays the displayed chains' live counters (ChainReader). Chains of
+// more than bigChainRules rules are not read per request: their counters
+// come from a read at most bigChainRefresh old (refreshed in the
+// background), and their nodes say so (CountersAt, Summary). If the live
 // chains no longer match the cached rules, the cache is dropped and the
 // graph rebuilt from a fresh dump.
 func (h *handler) buildFresh(ctx context.Context, rs *dataplane.Ruleset, opts GraphOptions) (*Graph, error) {
 	g := BuildGraph(rs, opts)
-	fresh, err := h.cache.chainCounters(ctx, opts.Node, opts.Table, graphCounterTargets(g))
-	if err != nil || fresh == nil {
-		return g, err
+	if h.cache.cr == nil {
+		return g, nil
 	}
-	if applyCounters(g, fresh) {
+	var live, big []string
+	for _, name := range graphCounterTargets(g) {
+		if h.cache.isBig(rs, opts.Table, name) {
+			big = append(big, name)
+		} else {
+			live = append(live, name)
+		}
+	}
+	var bigChains map[string]*dataplane.Chain
+	var bigAt map[string]time.Time
+	if len(big) > 0 {
+		if bigChains, bigAt = h.cache.bigCounters(opts.Node, rs, opts.Table, big); bigChains == nil {
+			// rs is no longer cached: read everything live.
+			live = append(live, big...)
+			slices.Sort(live)
+		}
+	}
+	fresh, err := h.cache.chainCounters(ctx, opts.Node, opts.Table, live)
+	if err != nil {
+		return nil, err
+	}
+	ok := applyChainCounters(g, func(name string) *dataplane.Chain {
+		if c, ok := bigChains[name]; ok {
+			return c
+		}
+		if fresh == nil {
+			return nil
+		}
+		return fresh.Chain(opts.Table, name)
+	})
+	if ok {
+		markDelayed(g, bigAt, h.cache.bigRefresh)
 		return g, nil
 	}
 	h.cache.invalidate(opts.Node)
@@ -542,6 +587,33 @@ func (h *handler) buildFresh(ctx context.Context, rs *dataplane.Ruleset, opts Gr
 		return nil, err
 	}
 	return BuildGraph(rs, opts), nil
+}
+
+// markDelayed sets CountersAt of the chains whose counters are not live
+// and says so in their summaries.
+func markDelayed(g *Graph, at map[string]time.Time, every time.Duration) {
+	if len(at) == 0 {
+		return
+	}
+	note := fmt.Sprintf("counters refreshed every %v", every)
+	for _, n := range g.Nodes {
+		t, ok := at[n.Name]
+		if !ok || !strings.HasPrefix(n.ID, "chain:") {
+			continue
+		}
+		n.CountersAt = t.UTC().Format(time.RFC3339Nano)
+		if n.Summary == "" {
+			n.Summary = n.Name + ": " + note
+		} else {
+			n.Summary += " · " + note
+		}
+	}
+	g.Summaries = g.Summaries[:0]
+	for _, n := range g.Nodes {
+		if n.Summary != "" {
+			g.Summaries = append(g.Summaries, n.Summary)
+		}
+	}
 }
 
 // graphCounterTargets lists the chains of a graph (for fresh counters).

@@ -5,13 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/gorilla/mux"
@@ -495,7 +499,15 @@ func TestRegisterOnExistingRouter(t *testing.T) {
 type chainReaderBackend struct {
 	*fakeBackend
 	gen        uint64
+	callsMu    sync.Mutex // ChainRules also runs in the background
 	chainCalls [][]string
+}
+
+// calls returns a copy of the ChainRules calls so far.
+func (c *chainReaderBackend) calls() [][]string {
+	c.callsMu.Lock()
+	defer c.callsMu.Unlock()
+	return slices.Clone(c.chainCalls)
 }
 
 func (c *chainReaderBackend) RulesGeneration(context.Context, string) (uint64, error) {
@@ -503,7 +515,9 @@ func (c *chainReaderBackend) RulesGeneration(context.Context, string) (uint64, e
 }
 
 func (c *chainReaderBackend) ChainRules(ctx context.Context, node string, table dataplane.Table, chains []string) (*dataplane.Ruleset, error) {
+	c.callsMu.Lock()
 	c.chainCalls = append(c.chainCalls, chains)
+	c.callsMu.Unlock()
 	return c.fakeBackend.Rules(ctx, node) // a superset is fine
 }
 
@@ -537,6 +551,117 @@ func TestChainReaderCaching(t *testing.T) {
 	}
 }
 
+// TestChainReaderBigChains: chains over the big-chain limit (KUBE-SERVICES
+// at scale) are not read per request; their counters come from the cached
+// dump, then from background reads, and the answers say how old they are,
+// while the Service's own chains stay live on every request.
+func TestChainReaderBigChains(t *testing.T) {
+	fb := newFakeBackend(t)
+	fb.bump, fb.bumpBy = "nat/KUBE-SVC-OKJCEJEOAS2LLIDR/2", 1
+	b := &chainReaderBackend{fakeBackend: fb, gen: 1}
+	h := newHandler(b, Options{ClusterCIDR: labClusterCIDR})
+	rs, err := h.cache.rules(context.Background(), "node-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.cache.bigRules = len(rs.Chain(dataplane.TableNAT, "KUBE-SERVICES").Rules) - 1
+	h.cache.bigRefresh = time.Hour // no background read yet
+	get := func() CountersResponse {
+		t.Helper()
+		w := httptest.NewRecorder()
+		h.counters(w, httptest.NewRequest("GET", "/lab/v1/counters?node=node-1&service=default/redis", nil))
+		var c CountersResponse
+		if err := json.Unmarshal(w.Body.Bytes(), &c); err != nil || w.Code != 200 {
+			t.Fatalf("counters: %d %s", w.Code, w.Body)
+		}
+		return c
+	}
+	c1, c2 := get(), get()
+	calls := b.calls()
+	if len(calls) != 2 || contains(calls[0], "KUBE-SERVICES") || !contains(calls[0], "KUBE-SVC-OKJCEJEOAS2LLIDR") {
+		t.Fatalf("chain reads %v: want two, of the Service's chains without KUBE-SERVICES", calls)
+	}
+	id := "nat/KUBE-SVC-OKJCEJEOAS2LLIDR/2"
+	if c2.Rules[id][0] <= c1.Rules[id][0] {
+		t.Errorf("the Service's own counters are not live: %v then %v", c1.Rules[id], c2.Rules[id])
+	}
+	at1 := c1.CountersAt["chain:KUBE-SERVICES"]
+	if at1 == "" || len(c1.CountersAt) != 1 || c2.CountersAt["chain:KUBE-SERVICES"] != at1 {
+		t.Fatalf("countersAt %v then %v: want KUBE-SERVICES alone, from the dump", c1.CountersAt, c2.CountersAt)
+	}
+	t1, err := time.Parse(time.RFC3339Nano, at1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The graph says it too.
+	w := httptest.NewRecorder()
+	h.graph(w, httptest.NewRequest("GET", "/lab/v1/graph?node=node-1&service=default/redis", nil))
+	var g Graph
+	if err := json.Unmarshal(w.Body.Bytes(), &g); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range g.Nodes {
+		if want := n.Name == "KUBE-SERVICES"; want != (n.CountersAt != "") || want != strings.Contains(n.Summary, "counters refreshed every 1h0m0s") {
+			t.Errorf("graph node %s: countersAt %q, summary %q", n.Name, n.CountersAt, n.Summary)
+		}
+	}
+	if !slices.ContainsFunc(g.Summaries, func(s string) bool { return strings.Contains(s, "counters refreshed every") }) {
+		t.Errorf("summaries %q do not say that KUBE-SERVICES counters are delayed", g.Summaries)
+	}
+	// Once they are older than the refresh period, one request starts a
+	// background read of KUBE-SERVICES alone and does not wait for it.
+	h.cache.mu.Lock()
+	h.cache.bigRefresh = 0
+	h.cache.mu.Unlock()
+	get()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c := get()
+		if at, err := time.Parse(time.RFC3339Nano, c.CountersAt["chain:KUBE-SERVICES"]); err == nil && at.After(t1) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("KUBE-SERVICES counters never refreshed: %v; %d reads", c.CountersAt, len(b.calls()))
+		}
+		runtime.Gosched()
+	}
+	if !slices.ContainsFunc(b.calls(), func(c []string) bool { return slices.Equal(c, []string{"KUBE-SERVICES"}) }) {
+		t.Errorf("no background read of KUBE-SERVICES alone in %d reads", len(b.calls()))
+	}
+}
+
+// TestBigChainsAreShared: however long, a Service's own chains are read
+// live; only shared chains over the limit are big.
+func TestBigChainsAreShared(t *testing.T) {
+	b := &chainReaderBackend{fakeBackend: newFakeBackend(t), gen: 1}
+	c := newRuleCache(b, slog.New(slog.DiscardHandler))
+	c.bigRules = 0 // every chain with a rule is long enough
+	rs, err := c.rules(context.Background(), "node-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		chain string
+		want  bool
+	}{
+		{"KUBE-SERVICES", true},
+		{"KUBE-POSTROUTING", true},
+		{"KUBE-SVC-OKJCEJEOAS2LLIDR", false},
+		{"KUBE-SEP-7PFXXPBHE4AJG7XF", false},
+		{"KUBE-EXT-M36YWU5DIGVFZLKD", false},
+		{"KUBE-FW-M36YWU5DIGVFZLKD", false},
+		{"NO-SUCH-CHAIN", false},
+	}
+	for _, tt := range tests {
+		if got := c.isBig(rs, dataplane.TableNAT, tt.chain); got != tt.want {
+			t.Errorf("isBig(%s) = %v, want %v", tt.chain, got, tt.want)
+		}
+	}
+	if newRuleCache(newFakeBackend(t), slog.New(slog.DiscardHandler)).isBig(rs, dataplane.TableNAT, "KUBE-SERVICES") {
+		t.Error("without a ChainReader no chain is big (every read is a whole dump)")
+	}
+}
+
 func contains(s []string, x string) bool {
 	for _, v := range s {
 		if v == x {
@@ -567,6 +692,13 @@ func TestWithoutCounters(t *testing.T) {
 		{"-A KUBE-MARK-MASQ -c 12 720 -j MARK --set-xmark 0x4000/0x4000", "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000"},
 		{"-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000", "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000"},
 		{`-A X -m comment --comment "-c 1 2" -j Y`, `-A X -m comment --comment "-c 1 2" -j Y`},
+		// iptables-nft 1.8.9 prints the counters before the target.
+		{`-A KUBE-SVC-2BEKR4LNJIRYVB4M ! -s 10.244.0.0/16 -d 10.110.249.184/32 -p tcp -m comment --comment "default/bench-05000 cluster IP" -m tcp --dport 80 -c 0 0 -j KUBE-MARK-MASQ`,
+			`-A KUBE-SVC-2BEKR4LNJIRYVB4M ! -s 10.244.0.0/16 -d 10.110.249.184/32 -p tcp -m comment --comment "default/bench-05000 cluster IP" -m tcp --dport 80 -j KUBE-MARK-MASQ`},
+		{`-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -c 3 180 -j MASQUERADE`,
+			`-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE`},
+		{`-A X -m comment --comment "a \" -c 1 2 b" -c 5 6 -j Y`, `-A X -m comment --comment "a \" -c 1 2 b" -j Y`},
+		{`-A X -c 1 2x -j Y`, `-A X -c 1 2x -j Y`},
 	}
 	for _, tt := range tests {
 		if got := withoutCounters(tt.in); got != tt.want {
