@@ -177,16 +177,26 @@ func (h *handler) decodeBody(w http.ResponseWriter, r *http.Request, res *store.
 	return obj, warnings, nil
 }
 
-func (h *handler) create(w http.ResponseWriter, r *http.Request, rq *request, ns string) {
-	res := rq.res
+// startWrite does what every writing verb does first: it picks the response format from Accept
+// and refuses dry runs (which svclab does not support, rather than write for real). It answers
+// the request itself and returns false when the request must go no further.
+func (h *handler) startWrite(w http.ResponseWriter, r *http.Request, rq *request, t errTarget) bool {
 	f, se := negotiate(r, false)
 	rq.format = f
 	if se != nil {
 		h.fail(w, r, rq, se, errTarget{})
-		return
+		return false
 	}
 	if err := refuseDryRun(r); err != nil {
-		h.fail(w, r, rq, err, errTarget{})
+		h.fail(w, r, rq, err, t)
+		return false
+	}
+	return true
+}
+
+func (h *handler) create(w http.ResponseWriter, r *http.Request, rq *request, ns string) {
+	res := rq.res
+	if !h.startWrite(w, r, rq, errTarget{}) {
 		return
 	}
 	obj, warnings, err := h.decodeBody(w, r, res)
@@ -224,14 +234,7 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request, rq *request, ns
 func (h *handler) update(w http.ResponseWriter, r *http.Request, rq *request, ns, name string) {
 	res := rq.res
 	t := targetOf(res, name)
-	f, se := negotiate(r, false)
-	rq.format = f
-	if se != nil {
-		h.fail(w, r, rq, se, errTarget{})
-		return
-	}
-	if err := refuseDryRun(r); err != nil {
-		h.fail(w, r, rq, err, t)
+	if !h.startWrite(w, r, rq, t) {
 		return
 	}
 	obj, warnings, err := h.decodeBody(w, r, res)
@@ -326,14 +329,7 @@ func newPatcher(pt string, patch []byte, res *store.Resource) (patcher, error) {
 func (h *handler) patch(w http.ResponseWriter, r *http.Request, rq *request, ns, name string) {
 	res := rq.res
 	t := targetOf(res, name)
-	f, se := negotiate(r, false)
-	rq.format = f
-	if se != nil {
-		h.fail(w, r, rq, se, errTarget{})
-		return
-	}
-	if err := refuseDryRun(r); err != nil {
-		h.fail(w, r, rq, err, t)
+	if !h.startWrite(w, r, rq, t) {
 		return
 	}
 	fv, err := parseFieldValidation(r)
@@ -427,14 +423,7 @@ func finishPatched(res *store.Resource, cur, obj store.Object, ns, name string) 
 func (h *handler) delete(w http.ResponseWriter, r *http.Request, rq *request, ns, name string) {
 	res := rq.res
 	t := targetOf(res, name)
-	f, se := negotiate(r, false)
-	rq.format = f
-	if se != nil {
-		h.fail(w, r, rq, se, errTarget{})
-		return
-	}
-	if err := refuseDryRun(r); err != nil {
-		h.fail(w, r, rq, err, t)
+	if !h.startWrite(w, r, rq, t) {
 		return
 	}
 	opts, err := h.deleteOptions(w, r)
