@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -443,7 +444,7 @@ func ParseSave(data []byte) (*Ruleset, error) {
 			r.Line = lineNo
 			r.Text = "-A " + chainName
 			if raw := rawRest(line, len(toks)-len(rest)); raw != "" {
-				r.Text += " " + raw
+				r.Text += " " + withoutInlineCounters(raw)
 			}
 			c := cur.chain(chainName, true)
 			if pos < 0 || pos >= len(c.Rules) {
@@ -512,6 +513,41 @@ func ParseSave(data []byte) (*Ruleset, error) {
 		return nil, fmt.Errorf("%w: table %s not committed at end of input", ErrSyntax, cur.Name)
 	}
 	return rs, nil
+}
+
+// countersArgRE matches the " -c PACKETS BYTES" that `iptables -S CHAIN -v` prints inside a
+// rule: iptables-legacy right after "-A CHAIN", iptables-nft 1.8.9 before the target
+// ("… --dport 80 -c 0 0 -j KUBE-MARK-MASQ").
+var countersArgRE = regexp.MustCompile(`^ -c \d+ \d+`)
+
+// withoutInlineCounters returns the rule arguments without an inline "-c P B" (outside quotes:
+// --comment "-c 1 2" stays), so a rule read with `iptables -S -v` has the same Text as the same
+// rule in an iptables-save -c dump, which carries its counters as a [P:B] prefix.
+func withoutInlineCounters(text string) string {
+	text = " " + text
+	inQuote := false
+	for i := 0; i < len(text); i++ {
+		switch text[i] {
+		case '\\':
+			if inQuote {
+				i++ // an escaped character inside quotes
+			}
+		case '"':
+			inQuote = !inQuote
+		case ' ':
+			if inQuote {
+				continue
+			}
+			m := countersArgRE.FindStringIndex(text[i:])
+			if m == nil {
+				continue
+			}
+			if end := i + m[1]; end == len(text) || text[end] == ' ' {
+				return strings.TrimPrefix(text[:i]+text[end:], " ")
+			}
+		}
+	}
+	return strings.TrimPrefix(text, " ")
 }
 
 // rawRest returns line without its first n whitespace-separated words,
@@ -712,7 +748,9 @@ func parseRuleArgs(table Table, chain string, args []string) (*Rule, error) {
 				return nil, errors.New("bad -c counters")
 			}
 			r.Counters = &Counters{Packets: pk, Bytes: by}
-			i += 2
+			// Not part of the rule: Args stay what iptables-save prints after "-A CHAIN".
+			r.Args = slices.Delete(slices.Clone(r.Args), i, i+3)
+			args, i = r.Args, i-1
 		default:
 			if !strings.HasPrefix(tok, "-") {
 				r.Unknown = append(r.Unknown, tok)

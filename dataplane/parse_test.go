@@ -3,6 +3,9 @@ package dataplane
 import (
 	"errors"
 	"net/netip"
+	"reflect"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -261,5 +264,41 @@ func TestMarkSemantics(t *testing.T) {
 	}
 	if !(MarkMatch{Value: 0x4000, Mask: 0x4000}).Matches(0x4001) || (MarkMatch{Value: 0x4000, Mask: 0x4000, Negate: true}).Matches(0x4001) {
 		t.Error("mark match")
+	}
+}
+
+// TestParseInlineCounters checks that a rule read with `iptables -S CHAIN -v`, which prints its
+// counters inside the rule (iptables-nft 1.8.9 even before the target), gets the same Text and
+// Args as in an iptables-save -c dump, with the counters in Counters.
+func TestParseInlineCounters(t *testing.T) {
+	tests := []struct {
+		in, want string
+		counters *Counters
+	}{
+		{"-A KUBE-MARK-MASQ -c 12 720 -j MARK --set-xmark 0x4000/0x4000", "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000", &Counters{12, 720}},
+		{"-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000", "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000", nil},
+		{`-A X -m comment --comment "-c 1 2" -j Y`, `-A X -m comment --comment "-c 1 2" -j Y`, nil},
+		{`-A KUBE-SVC-2BEKR4LNJIRYVB4M ! -s 10.244.0.0/16 -d 10.110.249.184/32 -p tcp -m comment --comment "default/bench-05000 cluster IP" -m tcp --dport 80 -c 0 0 -j KUBE-MARK-MASQ`,
+			`-A KUBE-SVC-2BEKR4LNJIRYVB4M ! -s 10.244.0.0/16 -d 10.110.249.184/32 -p tcp -m comment --comment "default/bench-05000 cluster IP" -m tcp --dport 80 -j KUBE-MARK-MASQ`, &Counters{0, 0}},
+		{`-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -c 3 180 -j MASQUERADE`,
+			`-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE`, &Counters{3, 180}},
+		{`-A X -m comment --comment "a \" -c 1 2 b" -c 5 6 -j Y`, `-A X -m comment --comment "a \" -c 1 2 b" -j Y`, &Counters{5, 6}},
+	}
+	for _, tt := range tests {
+		chain := strings.Fields(tt.in)[1]
+		rs, err := ParseSave([]byte("*nat\n:" + chain + " - [0:0]\n:Y - [0:0]\n" + tt.in + "\nCOMMIT\n"))
+		if err != nil {
+			t.Fatalf("%q: %v", tt.in, err)
+		}
+		r := rs.Chain(TableNAT, chain).Rules[0]
+		if r.Text != tt.want {
+			t.Errorf("Text of %q = %q, want %q", tt.in, r.Text, tt.want)
+		}
+		if slices.Contains(r.Args, "-c") {
+			t.Errorf("Args of %q keep -c: %q", tt.in, r.Args)
+		}
+		if !reflect.DeepEqual(r.Counters, tt.counters) {
+			t.Errorf("Counters of %q = %+v, want %+v", tt.in, r.Counters, tt.counters)
+		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -260,7 +259,7 @@ func applyChainCounters(g *Graph, chain func(name string) *dataplane.Chain) bool
 			n.Counters = &GCounters{Packets: c.Counters.Packets, Bytes: c.Counters.Bytes}
 		}
 		for _, r := range n.Rules {
-			if r.Num < 1 || r.Num > len(c.Rules) || withoutCounters(c.Rules[r.Num-1].Text) != r.Text {
+			if r.Num < 1 || r.Num > len(c.Rules) || c.Rules[r.Num-1].Text != r.Text {
 				return false
 			}
 			if fc := c.Rules[r.Num-1].Counters; fc != nil {
@@ -269,39 +268,4 @@ func applyChainCounters(g *Graph, chain func(name string) *dataplane.Chain) bool
 		}
 	}
 	return true
-}
-
-// countersArgRE matches the " -c PACKETS BYTES" that `iptables -S -v`
-// prints in a rule: iptables-legacy right after "-A CHAIN", iptables-nft
-// 1.8.9 before the target ("… --dport 80 -c 0 0 -j KUBE-MARK-MASQ").
-var countersArgRE = regexp.MustCompile(`^ -c \d+ \d+`)
-
-// withoutCounters returns a rule text as iptables-save prints it (counters
-// in front, not in the rule), so that `iptables -S CHAIN -v` output
-// compares equal to the dump's rules. Only a "-c" argument outside quotes
-// counts ("--comment \"-c 1 2\"" stays).
-func withoutCounters(text string) string {
-	inQuote := false
-	for i := 0; i < len(text); i++ {
-		switch text[i] {
-		case '\\':
-			if inQuote {
-				i++ // an escaped character inside quotes
-			}
-		case '"':
-			inQuote = !inQuote
-		case ' ':
-			if inQuote {
-				continue
-			}
-			m := countersArgRE.FindStringIndex(text[i:])
-			if m == nil {
-				continue
-			}
-			if end := i + m[1]; end == len(text) || text[end] == ' ' {
-				return text[:i] + text[end:]
-			}
-		}
-	}
-	return text
 }

@@ -687,24 +687,9 @@ func TestExplainEndpoint(t *testing.T) {
 	}
 }
 
-func TestWithoutCounters(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"-A KUBE-MARK-MASQ -c 12 720 -j MARK --set-xmark 0x4000/0x4000", "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000"},
-		{"-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000", "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000"},
-		{`-A X -m comment --comment "-c 1 2" -j Y`, `-A X -m comment --comment "-c 1 2" -j Y`},
-		// iptables-nft 1.8.9 prints the counters before the target.
-		{`-A KUBE-SVC-2BEKR4LNJIRYVB4M ! -s 10.244.0.0/16 -d 10.110.249.184/32 -p tcp -m comment --comment "default/bench-05000 cluster IP" -m tcp --dport 80 -c 0 0 -j KUBE-MARK-MASQ`,
-			`-A KUBE-SVC-2BEKR4LNJIRYVB4M ! -s 10.244.0.0/16 -d 10.110.249.184/32 -p tcp -m comment --comment "default/bench-05000 cluster IP" -m tcp --dport 80 -j KUBE-MARK-MASQ`},
-		{`-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -c 3 180 -j MASQUERADE`,
-			`-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE`},
-		{`-A X -m comment --comment "a \" -c 1 2 b" -c 5 6 -j Y`, `-A X -m comment --comment "a \" -c 1 2 b" -j Y`},
-		{`-A X -c 1 2x -j Y`, `-A X -c 1 2x -j Y`},
-	}
-	for _, tt := range tests {
-		if got := withoutCounters(tt.in); got != tt.want {
-			t.Errorf("withoutCounters(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
+// TestChainRulesOverlay checks that `iptables -S CHAIN -v` output, parsed with
+// dataplane.ParseSave, overlays its counters on the dump's rules.
+func TestChainRulesOverlay(t *testing.T) {
 	// `iptables -S CHAIN -v` output parses with ParseSave and overlays.
 	rs, err := dataplane.ParseSave([]byte("*nat\n-N KUBE-MARK-MASQ\n-A KUBE-MARK-MASQ -c 99 5940 -j MARK --set-xmark 0x4000/0x4000\nCOMMIT\n"))
 	if err != nil {
