@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -150,7 +152,11 @@ func serveUI(t *testing.T, b Backend, opts Options) string {
 		opts.Examples = os.DirFS("../examples") // the files svclab embeds
 	}
 	Register(r, b, opts)
-	srv := httptest.NewServer(r)
+	var h http.Handler = r
+	if fb, ok := b.(*fakeBackend); ok {
+		h = fb.delayGraphs(r)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
@@ -400,4 +406,137 @@ COMMIT
 		t.Errorf("the rule text with <script> is not shown as text in the graph")
 	}
 	screenshot(t, ctx, "xss-topology.png")
+}
+
+// TestBrowserStaleGraphIsDropped: a graph answer that arrives after the
+// user moved on (here: redis picked, its answer slow, redis dropped and
+// myapp picked) is not drawn over the newer graph.
+func TestBrowserStaleGraphIsDropped(t *testing.T) {
+	ctx := newBrowser(t)
+	b := newFakeBackend(t)
+	arrived, release := b.holdGraph(t, "default/redis")
+	url := serveUI(t, b, Options{AutoDrawLimit: 1}) // no whole-node graph on its way at the start
+	openUI(t, ctx, url)
+	const redisSVC, myappSVC = "KUBE-SVC-OKJCEJEOAS2LLIDR", "KUBE-SVC-XJWXQFJLXSXKRMSG"
+	answers := func() int {
+		return eval[int](t, ctx, `Number(document.body.dataset.graphAnswers || 0)`)
+	}
+	before := answers()
+	selectService(t, ctx, "default/redis")
+	select {
+	case <-arrived:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the redis graph request never reached the server")
+	}
+	selectService(t, ctx, "default/redis") // unselect
+	selectService(t, ctx, "default/myapp")
+	waitFor(t, ctx, "the myapp graph", `document.querySelector('#graph g.node[data-name="`+myappSVC+`"]') !== null`)
+	if n := answers(); n != before+1 {
+		t.Fatalf("%d graph answers before the redis one was released, want %d", n, before+1)
+	}
+	release()
+	waitFor(t, ctx, "the late redis answer", `Number(document.body.dataset.graphAnswers || 0) === `+strconv.Itoa(before+2))
+	names := eval[[]string](t, ctx, `Array.from(document.querySelectorAll('#graph g.node')).map(g => g.dataset.name)`)
+	if !slices.Contains(names, myappSVC) || slices.Contains(names, redisSVC) {
+		t.Errorf("after the late redis answer the page shows %v, want myapp's chains (%s) and not redis's (%s)", names, myappSVC, redisSVC)
+	}
+	if s := eval[string](t, ctx, `document.getElementById('fmt-json').getAttribute('href')`); !strings.Contains(s, "myapp") || strings.Contains(s, "redis") {
+		t.Errorf("export link %q is not the myapp selection's", s)
+	}
+	screenshot(t, ctx, "stale-graph-dropped.png")
+}
+
+// TestBrowserLandingViewShowsServiceChains: picking a LoadBalancer or
+// NodePort Service (whose graph is wider than the window: KUBE-EXT and
+// the shared chains come first) lands on a readable view in which its
+// KUBE-SVC chain and every KUBE-SEP chain are inside the visible part of
+// the graph's scroll box.
+func TestBrowserLandingViewShowsServiceChains(t *testing.T) {
+	ctx := newBrowser(t)
+	url := serveUI(t, newFakeBackend(t), Options{AutoDrawLimit: 1})
+	openUI(t, ctx, url)
+	for _, tt := range []struct{ service, svcChain string }{
+		{"default/testsvc", "KUBE-SVC-QAIWDPZBWUTCVGO3"}, // LoadBalancer, 7 endpoints
+		{"default/myapp", "KUBE-SVC-XJWXQFJLXSXKRMSG"},   // NodePort
+		{"default/fwsvc", "KUBE-SVC-M36YWU5DIGVFZLKD"},   // LoadBalancer with source ranges (KUBE-FW)
+	} {
+		t.Run(tt.service, func(t *testing.T) {
+			selectService(t, ctx, tt.service)
+			defer selectService(t, ctx, tt.service) // unselect for the next one
+			svc := `#graph g.node[data-name="` + tt.svcChain + `"]`
+			waitFor(t, ctx, "the graph of "+tt.service, `document.querySelector('`+svc+`') !== null`)
+			type box struct {
+				Name                     string
+				Left, Top, Right, Bottom float64
+			}
+			view := eval[box](t, ctx, `(() => { const a = document.getElementById('graph-scroll'), r = a.getBoundingClientRect();
+				return {Name: 'view', Left: r.left + a.clientLeft, Top: r.top + a.clientTop, Right: r.left + a.clientLeft + a.clientWidth, Bottom: r.top + a.clientTop + a.clientHeight}; })()`)
+			boxes := eval[[]box](t, ctx, `Array.from(document.querySelectorAll('`+svc+`, #graph g.node.kind-endpoint')).map(g => { const r = g.querySelector('.box').getBoundingClientRect();
+				return {Name: g.dataset.name, Left: r.left, Top: r.top, Right: r.right, Bottom: r.bottom}; })`)
+			if len(boxes) < 2 {
+				t.Fatalf("found %d KUBE-SVC/KUBE-SEP nodes, want the KUBE-SVC chain and its KUBE-SEPs", len(boxes))
+			}
+			for _, b := range boxes {
+				if b.Left < view.Left-1 || b.Top < view.Top-1 || b.Right > view.Right+1 || b.Bottom > view.Bottom+1 {
+					t.Errorf("%s at (%.0f,%.0f)-(%.0f,%.0f) is not inside the visible graph area (%.0f,%.0f)-(%.0f,%.0f)",
+						b.Name, b.Left, b.Top, b.Right, b.Bottom, view.Left, view.Top, view.Right, view.Bottom)
+				}
+			}
+			// Readable: not shrunk below 60%.
+			if z := eval[float64](t, ctx, `document.getElementById('graph').getBoundingClientRect().width / document.getElementById('graph').viewBox.baseVal.width`); z < 0.6 {
+				t.Errorf("landing zoom %.2f, want at least 0.6", z)
+			}
+			screenshot(t, ctx, "landing-"+strings.ReplaceAll(tt.service, "/", "-")+".png")
+		})
+	}
+}
+
+// TestBrowserTopologyTables: the tables leave out the
+// last-applied-configuration annotation (kubectl describe does too) but
+// keep the others, and every address stays on one line.
+func TestBrowserTopologyTables(t *testing.T) {
+	ctx := newBrowser(t)
+	b := newFakeBackend(t)
+	const lastApplied = `{"apiVersion":"v1","kind":"Service","metadata":{"annotations":{},"name":"testsvc","namespace":"default"},"spec":{"ports":[{"port":80}]}}`
+	for i := range b.topo.Services {
+		s := &b.topo.Services[i]
+		s.Annotations = map[string]string{"kubectl.kubernetes.io/last-applied-configuration": lastApplied, "example.com/owner": "team-" + s.Name}
+	}
+	b.topo.Pods[0].Annotations = map[string]string{"kubectl.kubernetes.io/last-applied-configuration": lastApplied, "example.com/pod-note": "kept"}
+	url := serveUI(t, b, Options{})
+	openUI(t, ctx, url)
+	step(t, ctx, "open Topology", chromedp.Click(chromedp.CSS(`#tabs button[data-view="topology"]`)))
+	waitFor(t, ctx, "the topology tables", `document.querySelectorAll('#topo-tables td').length > 10`)
+	text := eval[string](t, ctx, `document.getElementById('topo-tables').textContent`)
+	for _, bad := range []string{"last-applied-configuration", `"apiVersion":"v1"`} {
+		if strings.Contains(text, bad) {
+			t.Errorf("topology tables show %q", bad)
+		}
+	}
+	for _, want := range []string{"example.com/owner=team-testsvc", "example.com/pod-note=kept"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("topology tables lack the annotation %q", want)
+		}
+	}
+	type addr struct {
+		Text, WhiteSpace string
+		Lines            int
+	}
+	addrs := eval[[]addr](t, ctx, `Array.from(document.querySelectorAll('#topo-tables .addr')).map(e => {
+		const r = document.createRange(); r.selectNodeContents(e);
+		return {Text: e.textContent, WhiteSpace: getComputedStyle(e).whiteSpace, Lines: r.getClientRects().length}; })`)
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		seen[strings.Fields(a.Text)[0]] = true
+		if a.WhiteSpace != "nowrap" || a.Lines != 1 {
+			t.Errorf("address %q: white-space %s, on %d lines; want nowrap on 1", a.Text, a.WhiteSpace, a.Lines)
+		}
+	}
+	// Node IPs, pod IPs, a cluster IP, a load-balancer IP and endpoints.
+	for _, want := range []string{"172.29.0.2", "10.244.1.0/24", "10.96.5.207", "172.29.255.6", "10.244.2.6:80"} {
+		if !seen[want] {
+			t.Errorf("%s is not shown as an address (addresses: %v)", want, addrs)
+		}
+	}
+	screenshot(t, ctx, "topology-tables.png")
 }

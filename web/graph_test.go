@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -315,5 +316,52 @@ func TestExplainLimit(t *testing.T) {
 	}
 	if g := BuildGraph(rs, GraphOptions{Services: []string{"default/redis"}, ExplainLimit: 400}); g.ExplainOmitted || g.Nodes[0].Explain == "" {
 		t.Errorf("small graph lost its explanations")
+	}
+}
+
+// edgeLabelBox is the box the edge's short label covers as the SVG and the
+// UI draw it: 11px monospace text at (X1+6, Y1-4), its baseline at Y1-4.
+func edgeLabelBox(e *GEdge) (x0, y0, x1, y1 float64) {
+	x0, base := e.X1+edgeLabelDX, e.Y1-edgeLabelDY
+	return x0, base - edgeAscent, x0 + float64(utf8.RuneCountInString(e.Short))*edgeCharW, base + edgeDescent
+}
+
+// TestEdgeLabelsClearNodes: no edge label runs under a node box (the
+// column gap leaves room for the labels that leave each column).
+func TestEdgeLabelsClearNodes(t *testing.T) {
+	rs := loadDump(t, "node-1")
+	topo := labTopology(t)
+	for _, tt := range []struct {
+		name string
+		opts GraphOptions
+	}{
+		{"whole node nat", GraphOptions{}},
+		{"testsvc", GraphOptions{Services: []string{"default/testsvc"}}},
+		{"fwsvc", GraphOptions{Services: []string{"default/fwsvc"}}},
+		{"kube-system", GraphOptions{Namespace: "kube-system"}},
+		{"whole node filter", GraphOptions{Table: dataplane.TableFilter}},
+	} {
+		opts, name := tt.opts, tt.name
+		opts.ClusterCIDR, opts.Topology = labClusterCIDR, topo
+		g := BuildGraph(rs, opts)
+		checked := 0
+		for _, e := range g.Edges {
+			if e.Short == "" {
+				continue
+			}
+			checked++
+			x0, y0, x1, y1 := edgeLabelBox(e)
+			if x1 > g.Width {
+				t.Errorf("%s: label %q of %s ends at x=%v, beyond the width %v", name, e.Short, e.ID, x1, g.Width)
+			}
+			for _, n := range g.Nodes {
+				if x0 < n.X+n.W && n.X < x1 && y0 < n.Y+n.H && n.Y < y1 {
+					t.Errorf("%s: label %q of %s (%v,%v)-(%v,%v) runs under node %s (%v,%v) %vx%v", name, e.Short, e.ID, x0, y0, x1, y1, n.Name, n.X, n.Y, n.W, n.H)
+				}
+			}
+		}
+		if checked == 0 {
+			t.Errorf("%s: no edge labels to check", name)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"hash/fnv"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -253,6 +254,53 @@ type fakeBackend struct {
 	fixedRS  map[string]*dataplane.Ruleset // returned as is when set
 	topoErr  error
 	rulesErr error
+	held     map[string]*heldGraph // graph requests held back, by their service parameter
+}
+
+// heldGraph holds back the graph requests of one selection: arrived is
+// closed when the first one comes in, and they all wait until release is
+// closed (or the client goes away).
+type heldGraph struct {
+	arrived, release chan struct{}
+	arrivedOnce      sync.Once
+}
+
+// holdGraph makes GET /lab/v1/graph requests whose service parameter is
+// exactly service wait until release is called, as a slow node's answer
+// would. It only acts on a server made by serveUI; t.Cleanup releases them.
+func (f *fakeBackend) holdGraph(t testing.TB, service string) (arrived <-chan struct{}, release func()) {
+	t.Helper()
+	h := &heldGraph{arrived: make(chan struct{}), release: make(chan struct{})}
+	f.mu.Lock()
+	if f.held == nil {
+		f.held = map[string]*heldGraph{}
+	}
+	f.held[service] = h
+	f.mu.Unlock()
+	var once sync.Once
+	release = func() { once.Do(func() { close(h.release) }) }
+	t.Cleanup(release)
+	return h.arrived, release
+}
+
+// delayGraphs wraps the UI's handler with the holds of holdGraph.
+func (f *fakeBackend) delayGraphs(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/lab/v1/graph" {
+			f.mu.Lock()
+			h := f.held[r.URL.Query().Get("service")]
+			f.mu.Unlock()
+			if h != nil {
+				h.arrivedOnce.Do(func() { close(h.arrived) })
+				select {
+				case <-h.release:
+				case <-r.Context().Done():
+					return
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 var _ Backend = (*fakeBackend)(nil)

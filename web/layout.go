@@ -22,7 +22,12 @@ const (
 	maxLabelChars = 64  // longer row labels are cut with "…" (the full text is in the tooltip)
 	minNodeW      = 220
 	maxNodeW      = 680
-	colGap        = 170 // room for the edge labels
+	minColGap     = 90 // the gap between columns when no edge label needs more
+	labelGap      = 10 // room kept between an edge label's end and the next column
+	edgeLabelDX   = 6  // an edge label starts this far right of its rule's row end
+	edgeLabelDY   = 4  // and has its baseline this far above the row's centre
+	edgeAscent    = 10 // the part of an 11px label above its baseline
+	edgeDescent   = 3  // and below it
 	nodeGap       = 22
 	margin        = 16
 	maxEdgeChars  = 26 // edge labels are cut to this many characters
@@ -118,7 +123,9 @@ func nodeSize(n *GNode) (float64, float64) {
 // layout places the graph's nodes in columns by longest path from the
 // roots (left to right, like the packet's way), orders each column by the
 // position of the rules that lead to its nodes, and routes edges as curves
-// from the rule's row to the target's header. It is linear in the size of
+// from the rule's row to the target's header. The gap after each column is
+// as wide as the edge labels that leave it need (at least minColGap), so
+// no label runs under the next column's boxes. It is linear in the size of
 // the graph (no crossing minimisation beyond that ordering), so a whole
 // node with 1,000 Services lays out in milliseconds.
 func layout(g *Graph) {
@@ -198,6 +205,15 @@ func layout(g *Graph) {
 	for _, n := range g.Nodes {
 		n.W, n.H = nodeSize(n)
 	}
+	// reach[c] is how far right of column c's left edge the labels on
+	// the edges that leave its nodes end: the gap after the column leaves
+	// room for them, so no label runs under the next column's boxes.
+	reach := make([]float64, nCols)
+	for _, e := range g.Edges {
+		e.Short = shortEdgeLabel(e)
+		f := idx[e.From]
+		reach[rank[f]] = max(reach[rank[f]], g.Nodes[f].W+edgeLabelW(e.Short))
+	}
 	// Columns left to right.
 	x := float64(margin)
 	height := 0.0
@@ -258,9 +274,13 @@ func layout(g *Graph) {
 			y = n.Y + n.H + nodeGap
 		}
 		height = max(height, y)
-		x += colW + colGap
+		gap := max(minColGap, reach[c]+labelGap-colW)
+		if c == nCols-1 {
+			gap = max(0, reach[c]-colW) // the last column's labels (back edges) need room before the margin
+		}
+		x += colW + gap
 	}
-	g.Width = math.Round(x - colGap + margin)
+	g.Width = math.Round(x + margin)
 	g.Height = math.Round(height - nodeGap + margin)
 	if len(g.Nodes) == 0 {
 		g.Width, g.Height = 2*margin, 2*margin
@@ -269,8 +289,13 @@ func layout(g *Graph) {
 		f, t := g.Nodes[idx[e.From]], g.Nodes[idx[e.To]]
 		e.X1, e.Y1 = f.X+f.W, ruleY(f, e.Rule)
 		e.X2, e.Y2 = t.X, t.Y+headerH/2
-		e.Short = shortEdgeLabel(e)
 	}
+}
+
+// edgeLabelW is the width an edge label takes right of its rule's row end,
+// from the row end to the end of the text.
+func edgeLabelW(short string) float64 {
+	return edgeLabelDX + float64(utf8.RuneCountInString(short))*edgeCharW
 }
 
 // placeRows sets the rows' centres once the node is placed.

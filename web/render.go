@@ -145,7 +145,7 @@ func (g *Graph) SVG() string {
 	fmt.Fprintf(&b, `<g transform="translate(0 %s)">`+"\n", num(top))
 	for _, e := range g.Edges {
 		fmt.Fprintf(&b, `<path d="%s" fill="none" stroke="#80868b" stroke-width="1.2" marker-end="url(#arrow)"><title>%s</title></path>`+"\n", esc(e.Path()), esc(e.Label))
-		fmt.Fprintf(&b, `<text x="%s" y="%s" font-size="11" fill="#3c4043">%s</text>`+"\n", num(e.X1+6), num(e.Y1-4), esc(e.Short))
+		fmt.Fprintf(&b, `<text x="%s" y="%s" font-size="11" fill="#3c4043">%s</text>`+"\n", num(e.X1+edgeLabelDX), num(e.Y1-edgeLabelDY), esc(e.Short))
 	}
 	for _, n := range g.Nodes {
 		fill, stroke := nodeColors(n.Kind)

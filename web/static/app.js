@@ -6,7 +6,8 @@
 
 const SVGNS = 'http://www.w3.org/2000/svg';
 // Layout metrics: the same numbers as web/layout.go.
-const M = { charW: 7.2, headerH: 38, rowH: 18, summaryH: 18, padX: 8, numW: 34, maxLabelChars: 64 };
+const M = { charW: 7.2, headerH: 38, rowH: 18, summaryH: 18, padX: 8, numW: 34, maxLabelChars: 64, edgeLabelDX: 6, edgeLabelDY: 4, margin: 16,
+  minZoom: 0.6 }; // below minZoom, 12px text is too small to read
 
 const state = {
   node: '',
@@ -27,6 +28,8 @@ const state = {
   topology: null,
   timer: null,
   refreshing: false,
+  graphSeq: 0,           // number of the latest graph request; older answers are dropped
+  graphAnswers: 0,       // graph answers received (drawn or dropped), for tests: body[data-graph-answers]
 };
 
 // ---------- small DOM helpers (text only) ----------
@@ -186,6 +189,7 @@ function showHint() {
     ' Services on ' + state.node + '). The whole node is drawn only on request: never all at once.' }));
   $('summaries').textContent = '';
   state.graph = null;
+  state.graphSeq++; // a graph still on its way is no longer wanted
   state.rowEls.clear();
 }
 
@@ -209,7 +213,12 @@ function renderChips() {
 
 // ---------- the chain graph ----------
 
+// loadGraph fetches and draws the graph of the current selection. Only
+// the latest request's answer is drawn: when the selection (Service, node,
+// table) changes while an earlier request is still on its way, the earlier
+// answer is dropped when it arrives, so it cannot overwrite the newer graph.
 async function loadGraph() {
+  const seq = ++state.graphSeq;
   const p = selectionParams();
   for (const [id, f] of [['fmt-mermaid', 'mermaid'], ['fmt-dot', 'dot'], ['fmt-svg', 'svg'], ['fmt-json', 'json']]) {
     const q = new URLSearchParams(p);
@@ -220,7 +229,12 @@ async function loadGraph() {
   try {
     g = await getJSON('/lab/v1/graph?' + p);
   } catch (e) {
-    setStatus('graph: ' + e.message, true);
+    if (seq === state.graphSeq) setStatus('graph: ' + e.message, true);
+    graphAnswered();
+    return;
+  }
+  if (seq !== state.graphSeq) { // superseded by a newer request
+    graphAnswered();
     return;
   }
   setStatus('');
@@ -230,6 +244,12 @@ async function loadGraph() {
   state.last = new Map();
   drawGraph(g);
   startRefresh();
+  graphAnswered();
+}
+
+function graphAnswered() {
+  state.graphAnswers++;
+  document.body.dataset.graphAnswers = String(state.graphAnswers);
 }
 
 function drawGraph(g) {
@@ -261,7 +281,7 @@ function drawGraph(g) {
     path.dataset.rule = e.rule;
     path.dataset.to = e.to;
     path.addEventListener('click', () => explainRule(e.rule));
-    const label = svg('text', { x: e.x1 + 6, y: e.y1 - 4, class: 'edge-label', text: e.short });
+    const label = svg('text', { x: e.x1 + M.edgeLabelDX, y: e.y1 - M.edgeLabelDY, class: 'edge-label', text: e.short });
     label.dataset.rule = e.rule;
     edges.appendChild(path);
     edges.appendChild(label);
@@ -306,21 +326,58 @@ function drawGraph(g) {
     nodes.appendChild(grp);
   }
   area.appendChild(root);
-  if (state.fitNext) {
-    state.fitNext = false;
-    const w = area.clientWidth - 8;
-    state.zoom = g.width > w ? Math.max(0.8, w / g.width) : 1;
-    state.scrollNext = true;
-  }
   applyZoom();
   applyHighlight();
-  if (state.scrollNext) {
-    state.scrollNext = false;
-    // Bring the interesting part into view: the traced rule, else the
-    // first per-service chain.
-    const target = document.querySelector('#graph g.kind-service g.rule.hit') || document.querySelector('#graph g.node.kind-service');
-    if (target) target.scrollIntoView({ block: 'nearest', inline: 'center' });
+  if (state.fitNext) {
+    state.fitNext = false;
+    landingView(g, area);
   }
+}
+
+// landingView sets the first view of a newly selected graph: the whole
+// graph when it fits at a readable zoom (M.minZoom), else the part that
+// matters, focusNodes(), zoomed out as far as needed (not below
+// M.minZoom) and scrolled into view: centred when it fits, from its top
+// left corner when it does not.
+function landingView(g, area) {
+  // Leave room for scroll bars that may come or go with the new size.
+  const W = area.clientWidth - 16, H = area.clientHeight - 16;
+  const whole = Math.min(W / g.width, H / g.height);
+  let box = { x0: 0, y0: 0, x1: g.width, y1: g.height };
+  if (whole < M.minZoom) {
+    const focus = focusNodes(g);
+    if (focus.length) {
+      box = { x0: Infinity, y0: Infinity, x1: -Infinity, y1: -Infinity };
+      for (const n of focus) {
+        box.x0 = Math.min(box.x0, n.x - M.margin);
+        box.y0 = Math.min(box.y0, n.y - M.margin);
+        box.x1 = Math.max(box.x1, n.x + n.w + M.margin);
+        box.y1 = Math.max(box.y1, n.y + n.h + M.margin);
+      }
+    }
+  }
+  const bw = box.x1 - box.x0, bh = box.y1 - box.y0;
+  state.zoom = Math.min(1, Math.max(M.minZoom, Math.min(W / bw, H / bh)));
+  applyZoom();
+  const z = state.zoom;
+  area.scrollLeft = Math.max(0, bw * z <= W ? box.x0 * z - (W - bw * z) / 2 : box.x0 * z);
+  area.scrollTop = Math.max(0, bh * z <= H ? box.y0 * z - (H - bh * z) / 2 : box.y0 * z);
+}
+
+// focusNodes are the chains a selection is about: with a trace, the
+// per-Service and per-endpoint chains the packet went through and the pod
+// that answered; else the Services' KUBE-SVC/KUBE-SVL chains and their
+// KUBE-SEP chains (KUBE-EXT, KUBE-FW and the shared chains lead to them
+// and are one scroll away), else every per-Service chain.
+function focusNodes(g) {
+  const perService = (n) => n.kind === 'service' || n.kind === 'endpoint';
+  const h = state.highlight;
+  if (h) {
+    const hit = g.nodes.filter((n) => (perService(n) && (n.rules || []).some((r) => h.ids.has(r.id))) || n.id === h.pod);
+    if (hit.length) return hit;
+  }
+  const svc = g.nodes.filter((n) => (n.kind === 'service' && /^KUBE-SV[CL]-/.test(n.name)) || n.kind === 'endpoint');
+  return svc.length ? svc : g.nodes.filter(perService);
 }
 
 function applyZoom() {
@@ -333,8 +390,8 @@ function applyZoom() {
 function zoomBy(f) { state.zoom = Math.min(3, Math.max(0.1, state.zoom * f)); applyZoom(); }
 function zoomFit() {
   if (!state.graph) return;
-  const w = $('graph-scroll').clientWidth - 8;
-  state.zoom = Math.min(1.5, Math.max(0.1, w / state.graph.width));
+  const area = $('graph-scroll');
+  state.zoom = Math.min(1.5, Math.max(0.1, Math.min((area.clientWidth - 16) / state.graph.width, (area.clientHeight - 16) / state.graph.height)));
   applyZoom();
 }
 
@@ -569,15 +626,37 @@ async function loadTopologyData() {
   return state.topology;
 }
 
+// table builds a table of text cells. A cell made by addrs() holds
+// addresses: each stays on one line (class addr, white-space: nowrap) and
+// the cell wraps only between them.
 function table(headers, rows) {
   const t = el('table', {}, el('thead', {}, el('tr', {}, headers.map((h) => el('th', { text: h })))));
   const tb = el('tbody');
-  for (const r of rows) tb.appendChild(el('tr', {}, r.map((c) => el('td', { text: c === undefined || c === null ? '' : String(c) }))));
+  for (const r of rows) tb.appendChild(el('tr', {}, r.map(cell)));
   t.appendChild(tb);
   return t;
 }
 
+function cell(c) {
+  if (c && Array.isArray(c.addrs)) {
+    const td = el('td', { class: 'addrs' });
+    c.addrs.forEach((a, i) => {
+      if (i) td.appendChild(document.createTextNode(', '));
+      td.appendChild(el('span', { class: 'addr', text: a }));
+    });
+    return td;
+  }
+  return el('td', { text: c === undefined || c === null ? '' : String(c) });
+}
+
+function addrs(...list) { return { addrs: list.flat().filter(Boolean).map(String) }; }
+
+// hiddenAnnotations are left out of the tables, as kubectl describe does:
+// last-applied-configuration is the whole object again as JSON.
+const hiddenAnnotations = new Set(['kubectl.kubernetes.io/last-applied-configuration']);
+
 function kv(m) { return Object.entries(m || {}).map(([k, v]) => k + '=' + v).join(', '); }
+function annotations(m) { return kv(Object.fromEntries(Object.entries(m || {}).filter(([k]) => !hiddenAnnotations.has(k)))); }
 
 async function loadTopology() {
   const t = await loadTopologyData();
@@ -587,19 +666,19 @@ async function loadTopology() {
   clear(box);
   box.appendChild(el('h2', { text: 'Nodes' }));
   box.appendChild(table(['name', 'IP', 'pod CIDR', 'ready', 'netns', 'bridge'],
-    (t.nodes || []).map((n) => [n.name, n.ip, n.podCIDR, n.ready ? 'yes' : 'no', n.netns, (n.bridge || '') + (n.bridgeIP ? ' ' + n.bridgeIP : '')])));
+    (t.nodes || []).map((n) => [n.name, addrs(n.ip), addrs(n.podCIDR), n.ready ? 'yes' : 'no', n.netns, addrs((n.bridge || '') + (n.bridgeIP ? ' ' + n.bridgeIP : ''))])));
   box.appendChild(el('h2', { text: 'Pods' }));
   box.appendChild(table(['namespace/name', 'IP', 'node', 'ready', 'ports', 'labels', 'annotations'],
-    (t.pods || []).map((p) => [p.namespace + '/' + p.name, p.ip, p.node, p.ready ? 'yes' : 'no', (p.ports || []).map((x) => x.port + '/' + x.protocol).join(', '), kv(p.labels), kv(p.annotations)])));
+    (t.pods || []).map((p) => [p.namespace + '/' + p.name, addrs(p.ip), p.node, p.ready ? 'yes' : 'no', (p.ports || []).map((x) => x.port + '/' + x.protocol).join(', '), kv(p.labels), annotations(p.annotations)])));
   box.appendChild(el('h2', { text: 'Services' }));
   box.appendChild(table(['namespace/name', 'type', 'cluster IP', 'ports', 'node ports', 'LB IPs', 'external', 'endpoints', 'labels', 'annotations'],
-    (t.services || []).map((s) => [s.namespace + '/' + s.name, s.type, s.clusterIP,
+    (t.services || []).map((s) => [s.namespace + '/' + s.name, s.type, addrs(s.clusterIP),
       (s.ports || []).map((p) => (p.name ? p.name + ' ' : '') + p.port + '/' + p.protocol + (p.targetPort ? '→' + p.targetPort : '')).join(', '),
       (s.ports || []).filter((p) => p.nodePort).map((p) => p.nodePort).join(', '),
-      (s.loadBalancerIPs || []).join(', '),
-      [s.externalName, ...(s.externalIPs || [])].filter(Boolean).join(', '),
-      (s.endpoints || []).map((e) => e.ip + (e.port ? ':' + e.port : '') + (e.pod ? ' ' + e.pod : '') + (e.node ? '@' + e.node : '') + (e.ready ? '' : ' (not ready)')).join(', '),
-      kv(s.labels), kv(s.annotations)])));
+      addrs(s.loadBalancerIPs || []),
+      addrs(s.externalName, s.externalIPs || []),
+      addrs((s.endpoints || []).map((e) => e.ip + (e.port ? ':' + e.port : '') + (e.pod ? ' ' + e.pod : '') + (e.node ? '@' + e.node : '') + (e.ready ? '' : ' (not ready)'))),
+      kv(s.labels), annotations(s.annotations)])));
   box.appendChild(el('h2', { text: 'Links' }));
   box.appendChild(table(['kind', 'a', 'interface', 'b', 'interface'], (t.links || []).map((l) => [l.kind, l.a, l.ifA, l.b, l.ifB])));
 }
