@@ -19,6 +19,9 @@ import (
 type udpState struct {
 	frontends map[netip.AddrPort]map[netip.AddrPort]bool
 	nodePorts map[uint16]map[netip.AddrPort]bool
+	// services are the Services with a UDP port, the only ones whose
+	// changes can change the state.
+	services map[types.NamespacedName]bool
 }
 
 func (s udpState) empty() bool { return len(s.frontends) == 0 && len(s.nodePorts) == 0 }
@@ -46,6 +49,7 @@ func buildUDPState(services []*corev1.Service, slices []*discoveryv1.EndpointSli
 	st := udpState{
 		frontends: map[netip.AddrPort]map[netip.AddrPort]bool{},
 		nodePorts: map[uint16]map[netip.AddrPort]bool{},
+		services:  map[types.NamespacedName]bool{},
 	}
 	type portKey struct {
 		svc  types.NamespacedName
@@ -110,6 +114,7 @@ func buildUDPState(services []*corev1.Service, slices []*discoveryv1.EndpointSli
 			if sp.Protocol != corev1.ProtocolUDP {
 				continue
 			}
+			st.services[types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}] = true
 			serving := eps[portKey{types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}, sp.Name}]
 			if serving == nil {
 				serving = map[netip.AddrPort]bool{}
@@ -123,6 +128,20 @@ func buildUDPState(services []*corev1.Service, slices []*discoveryv1.EndpointSli
 		}
 	}
 	return st
+}
+
+// hasUDPPort reports whether svc has a UDP port that buildUDPState would
+// count (headless and ExternalName Services have none).
+func hasUDPPort(svc *corev1.Service) bool {
+	if svc == nil || svc.Spec.ClusterIP == corev1.ClusterIPNone || svc.Spec.Type == corev1.ServiceTypeExternalName {
+		return false
+	}
+	for _, sp := range svc.Spec.Ports {
+		if sp.Protocol == corev1.ProtocolUDP {
+			return true
+		}
+	}
+	return false
 }
 
 // staleUDPFilter is a netlink.CustomConntrackFilter matching the UDP conntrack

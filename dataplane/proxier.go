@@ -579,12 +579,15 @@ func (p *Proxier) canaryPresent(ctx context.Context) bool {
 
 // syncSnapshot is what one sync works on, taken under p.mu.
 type syncSnapshot struct {
-	full     bool
-	changed  map[types.NamespacedName]bool
-	triggers []time.Time
-	gen      uint64
-	services []*corev1.Service
-	slices   []*discoveryv1.EndpointSlice
+	full    bool
+	changed map[types.NamespacedName]bool
+	// changedUDP: a changed Service has a UDP port now, or had one at the
+	// last conntrack cleanup (so the UDP state may have changed).
+	changedUDP bool
+	triggers   []time.Time
+	gen        uint64
+	services   []*corev1.Service
+	slices     []*discoveryv1.EndpointSlice
 }
 
 func (p *Proxier) takeSnapshot() syncSnapshot {
@@ -600,6 +603,12 @@ func (p *Proxier) takeSnapshot() syncSnapshot {
 	}
 	for _, svc := range p.services {
 		s.services = append(s.services, svc)
+	}
+	for nn := range p.changed {
+		if hasUDPPort(p.services[nn]) || p.udp.services[nn] {
+			s.changedUDP = true
+			break
+		}
 	}
 	for _, sl := range p.slices {
 		s.slices = append(s.slices, sl)
@@ -912,11 +921,18 @@ func (p *Proxier) finishSync(snap syncSnapshot, err error) {
 // cleanupConntrack deletes UDP conntrack entries that point to endpoints or
 // frontends the new rules no longer use. It runs after every full sync and
 // after partial syncs that changed the UDP state; errors are logged, not
-// fatal (kube-proxy behaves the same).
+// fatal (kube-proxy behaves the same). A partial sync that changed no
+// Service with a UDP port (now or before) leaves the state as it was
+// without recomputing it, so it costs nothing at 10,000 TCP Services.
 func (p *Proxier) cleanupConntrack(ctx context.Context, snap syncSnapshot) {
+	if !snap.full && !snap.changedUDP {
+		return
+	}
 	cur := buildUDPState(snap.services, snap.slices)
 	prev := p.udp
+	p.mu.Lock()
 	p.udp = cur
+	p.mu.Unlock()
 	if cur.empty() && prev.empty() {
 		return
 	}

@@ -655,6 +655,30 @@ func TestProxierDeletesStaleUDPConntrack(t *testing.T) {
 	if diff := cmp.Diff([]*netlink.ConntrackFlow{tcpToWeb, elsewhere}, h.fake.ConntrackFlows()); diff != "" {
 		t.Errorf("conntrack after Service deletion (-want +got):\n%s", diff)
 	}
+
+	// A UDP Service whose port becomes TCP has no UDP frontend any more:
+	// entries to it go, though the Service no longer has a UDP port (the
+	// cleanup must remember that it had one).
+	syslog := pxService("ns1", "syslog", "10.96.0.54", pxPort("log", corev1.ProtocolUDP, 514))
+	h.p.OnServiceAdd(syslog)
+	h.p.OnEndpointSliceAdd(pxSlice("ns1", "syslog", "log", corev1.ProtocolUDP, 514, "10.244.1.6"))
+	h.waitSync(t)
+	toSyslog := flow("10.96.0.54", 514, "10.244.1.6", 514, unix.IPPROTO_UDP)
+	h.fake.AddConntrackFlow(toSyslog)
+	// A change to a TCP-only Service leaves UDP entries alone.
+	web := svcs[0].DeepCopy()
+	web.Spec.ExternalIPs = []string{"192.0.2.80"}
+	h.p.OnServiceUpdate(svcs[0], web)
+	h.waitSync(t)
+	if diff := cmp.Diff([]*netlink.ConntrackFlow{tcpToWeb, elsewhere, toSyslog}, h.fake.ConntrackFlows()); diff != "" {
+		t.Errorf("conntrack after a TCP Service change (-want +got):\n%s", diff)
+	}
+	syslogTCP := pxService("ns1", "syslog", "10.96.0.54", pxPort("log", corev1.ProtocolTCP, 514))
+	h.p.OnServiceUpdate(syslog, syslogTCP)
+	h.waitSync(t)
+	if diff := cmp.Diff([]*netlink.ConntrackFlow{tcpToWeb, elsewhere}, h.fake.ConntrackFlows()); diff != "" {
+		t.Errorf("conntrack after the UDP port became TCP (-want +got):\n%s", diff)
+	}
 }
 
 func TestNewProxierNeedsNamespace(t *testing.T) {
