@@ -55,10 +55,17 @@ func pxRequireBackend(t testing.TB, backend IPTablesBackend) {
 // which it returns with its duration (report it after b.ResetTimer, which
 // drops reported metrics).
 func pxBenchProxier(b *testing.B, n int, backend IPTablesBackend) (*Proxier, time.Duration) {
+	p, _, first := pxBenchProxierRunner(b, n, backend)
+	return p, first
+}
+
+// pxBenchProxierRunner is pxBenchProxier that also returns the Runner of
+// the proxier's namespace.
+func pxBenchProxierRunner(b *testing.B, n int, backend IPTablesBackend) (*Proxier, Runner, time.Duration) {
 	pxRequireRoot(b)
 	pxRequireBackend(b, backend)
 	path := pxNewNetns(b)
-	p, _, logs := pxStartReal(b, path, func(c *ProxierConfig) { c.Backend = backend })
+	p, r, logs := pxStartReal(b, path, func(c *ProxierConfig) { c.Backend = backend })
 	svcs, sls := pxBenchServices(n)
 	for _, s := range svcs {
 		p.OnServiceAdd(s)
@@ -71,7 +78,7 @@ func pxBenchProxier(b *testing.B, n int, backend IPTablesBackend) (*Proxier, tim
 	if err := p.WaitForSync(pxBenchCtx(b)); err != nil {
 		b.Fatalf("first sync: %v\n%s", err, logs.String())
 	}
-	return p, time.Since(start)
+	return p, r, time.Since(start)
 }
 
 // pxPerBackend runs bench as one sub-benchmark per backend ("nft",
@@ -132,6 +139,7 @@ func benchNetworkProgramming(b *testing.B, n int, backend IPTablesBackend) {
 	p, first := pxBenchProxier(b, n, backend)
 	ctx := pxBenchCtx(b)
 	lat := make([]time.Duration, 0, b.N)
+	syncsBefore := p.Status().PartialSyncs
 	b.ResetTimer()
 	for i := range b.N {
 		name := fmt.Sprintf("new-%d", i)
@@ -145,14 +153,67 @@ func benchNetworkProgramming(b *testing.B, n int, backend IPTablesBackend) {
 		lat = append(lat, time.Since(start))
 	}
 	b.StopTimer()
-	slices.Sort(lat)
-	pct := func(q float64) float64 {
-		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds()) / 1000
-	}
+	pct := pxPercentilesMs(lat)
 	b.ReportMetric(pct(0.50), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(float64(first.Milliseconds()), "first-sync-ms")
+	b.ReportMetric(float64(p.Status().PartialSyncs-syncsBefore)/float64(b.N), "syncs/op")
 	if st := p.Status(); st.Failures != 0 || st.FullSyncs != 1 {
 		b.Fatalf("want one full sync and only partial syncs after it, no failures: %+v", st)
+	}
+}
+
+// BenchmarkNATTransactionFloor measures the least any change to the nat
+// table costs once it holds n Services × 2 endpoints: one iptables-restore
+// transaction that adds a single rule (a jump to KUBE-MARK-MASQ from a new
+// chain), timed per backend and size; the chain is removed again untimed.
+// Whatever a proxy renders, a change that adds a rule to nat pays at least
+// this. With nf_tables the kernel re-validates every rule reachable from
+// the table's base chains when such a transaction commits
+// (nft_chain_validate in a profile); with legacy the whole table is copied
+// out and replaced. It is the floor under BenchmarkNetworkProgrammingLatency10k.
+// Root only.
+func BenchmarkNATTransactionFloor(b *testing.B) {
+	pxPerBackend(b, func(b *testing.B, backend IPTablesBackend) {
+		for _, n := range []int{1000, 5000, 10000} {
+			b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) { benchNATFloor(b, n, backend) })
+		}
+	})
+}
+
+func benchNATFloor(b *testing.B, n int, backend IPTablesBackend) {
+	p, r, _ := pxBenchProxierRunner(b, n, backend)
+	ctx := pxBenchCtx(b)
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		chain := fmt.Sprintf("SVCLAB-FLOOR-%d", i)
+		add := []byte("*nat\n:" + chain + " - [0:0]\n-A " + chain + " -j " + ChainMarkMasq + "\nCOMMIT\n")
+		start := time.Now()
+		if err := r.Restore(ctx, add); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+		b.StopTimer()
+		if err := r.Restore(ctx, []byte("*nat\n-F "+chain+"\n-X "+chain+"\nCOMMIT\n")); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	pct := pxPercentilesMs(lat)
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	if st := p.Status(); st.Failures != 0 {
+		b.Fatalf("failed syncs: %+v", st)
+	}
+}
+
+// pxPercentilesMs sorts lat and returns a function giving its q-quantile in
+// milliseconds.
+func pxPercentilesMs(lat []time.Duration) func(q float64) float64 {
+	slices.Sort(lat)
+	return func(q float64) float64 {
+		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds()) / 1000
 	}
 }

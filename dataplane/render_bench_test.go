@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // benchInput builds n ClusterIP Services with two endpoints each (one on the
@@ -68,6 +69,36 @@ func BenchmarkTraceClusterIP(b *testing.B) {
 	for b.Loop() {
 		if r := Trace(rs, pkt, TraceOptions{}); len(r.Backends()) != 2 {
 			b.Fatalf("backends: %s", r.Summary())
+		}
+	}
+}
+
+// BenchmarkRenderPartial10kServices is the rendering part of a partial sync
+// that adds one Service and its EndpointSlice to 10,000: the renderer's cache
+// holds the previous output, and Changed names the new Service.
+func BenchmarkRenderPartial10kServices(b *testing.B) {
+	in := benchInput(10000)
+	var r renderer
+	_, base := r.render(in, nil)
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		extra := benchInput(1)
+		svc, sl := extra.Services[0], extra.EndpointSlices[0]
+		svc.Name, sl.Name = fmt.Sprintf("new%d", i), fmt.Sprintf("new%d-abcde", i)
+		sl.Labels[discoveryv1.LabelServiceName] = svc.Name
+		svc.Spec.ClusterIP = fmt.Sprintf("172.31.%d.%d", i/250, i%250+1)
+		i++
+		in.Services = append(in.Services, svc)
+		in.EndpointSlices = append(in.EndpointSlices, sl)
+		var res *Result
+		res, base = r.render(Input{
+			Node: in.Node, Config: in.Config, Services: in.Services, EndpointSlices: in.EndpointSlices,
+			Changed: map[types.NamespacedName]bool{{Namespace: svc.Namespace, Name: svc.Name}: true},
+		}, base)
+		if len(res.ServiceChains) == 0 {
+			b.Fatal("no service chains")
 		}
 	}
 }
