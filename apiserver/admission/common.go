@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
+	"k8s.io/apimachinery/pkg/api/validation/path"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -64,6 +65,20 @@ func validateMetaCreate(meta *metav1.ObjectMeta, namespaced bool, nameFn apivali
 // uid, creationTimestamp immutable; labels, annotations valid).
 func validateMetaUpdate(meta, old *metav1.ObjectMeta) field.ErrorList {
 	return apivalidation.ValidateObjectMetaUpdate(meta, old, field.NewPath("metadata"))
+}
+
+// validateCommonFields is the check kube-apiserver's generic registry runs on
+// every update (main resource and status) before the kind's own
+// ValidateXUpdate (rest.BeforeUpdate's validateCommonFields), both into one
+// list: the generic metadata rules (a path-segment name, namespace for the
+// scope, labels, annotations, finalizers, owner references), then the
+// metadata update rules (resourceVersion set; name, namespace, uid,
+// creationTimestamp unchanged; labels and annotations valid). As in kube, an
+// invalid label is then listed in several causes (the Status message lists
+// it once: field.ErrorList.ToAggregate drops repeats).
+func validateCommonFields(meta, old metav1.Object, namespaced bool) field.ErrorList {
+	errs := apivalidation.ValidateObjectMetaAccessor(meta, namespaced, path.ValidatePathSegmentName, field.NewPath("metadata"))
+	return append(errs, apivalidation.ValidateObjectMetaAccessorUpdate(meta, old, field.NewPath("metadata"))...)
 }
 
 // validateDNS1123Label is kube's ValidateDNS1123Label.

@@ -27,9 +27,15 @@ func DefaultEndpoints(ep *corev1.Endpoints) {
 // names, and valid ports (named when there are several).
 func ValidateEndpoints(ep *corev1.Endpoints) field.ErrorList {
 	allErrs := validateMetaCreate(&ep.ObjectMeta, true, apivalidation.NameIsDNSSubdomain)
+	return append(allErrs, validateEndpointSubsets(ep.Subsets)...)
+}
+
+// validateEndpointSubsets is kube's validateEndpointSubsets.
+func validateEndpointSubsets(subsets []corev1.EndpointSubset) field.ErrorList {
+	var allErrs field.ErrorList
 	subsetsPath := field.NewPath("subsets")
-	for i := range ep.Subsets {
-		ss := &ep.Subsets[i]
+	for i := range subsets {
+		ss := &subsets[i]
 		idxPath := subsetsPath.Index(i)
 		if len(ss.Addresses) == 0 && len(ss.NotReadyAddresses) == 0 {
 			allErrs = append(allErrs, field.Required(idxPath, "must specify `addresses` or `notReadyAddresses`"))
@@ -85,10 +91,14 @@ func (endpointsAdmitter) create(ep *corev1.Endpoints) error {
 	return invalid(kindEndpoints, ep.Name, ValidateEndpoints(ep))
 }
 
+// update validates as kube's update strategy does: the common update checks,
+// ValidateEndpoints (kube's ValidateEndpointsCreate), then
+// ValidateEndpointsUpdate (metadata update rules and the subsets again).
 func (endpointsAdmitter) update(ep, old *corev1.Endpoints) error {
 	DefaultEndpoints(ep)
-	errs := validateMetaUpdate(&ep.ObjectMeta, &old.ObjectMeta)
-	return invalid(kindEndpoints, ep.Name, append(errs, ValidateEndpoints(ep)...))
+	allErrs := append(validateCommonFields(ep, old, true), ValidateEndpoints(ep)...)
+	allErrs = append(allErrs, validateMetaUpdate(&ep.ObjectMeta, &old.ObjectMeta)...)
+	return invalid(kindEndpoints, ep.Name, append(allErrs, validateEndpointSubsets(ep.Subsets)...))
 }
 
 var supportedAddressTypes = []discoveryv1.AddressType{discoveryv1.AddressTypeFQDN, discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6}
@@ -214,11 +224,11 @@ func validateSliceEndpoint(ep *discoveryv1.Endpoint, addrType discoveryv1.Addres
 	return allErrs
 }
 
-// ValidateEndpointSliceUpdate is kube's: the new slice must be valid and
-// addressType is immutable.
+// ValidateEndpointSliceUpdate is kube's: the new slice must be valid
+// (metadata, then the rest) and addressType is immutable. Like kube's, it
+// leaves the metadata update rules to the common update checks.
 func ValidateEndpointSliceUpdate(es, old *discoveryv1.EndpointSlice) field.ErrorList {
-	allErrs := validateMetaUpdate(&es.ObjectMeta, &old.ObjectMeta)
-	allErrs = append(allErrs, ValidateEndpointSlice(es)...)
+	allErrs := ValidateEndpointSlice(es)
 	if es.AddressType != old.AddressType {
 		allErrs = append(allErrs, field.Invalid(field.NewPath("addressType"), es.AddressType, fieldImmutableErrorMsg))
 	}
@@ -234,5 +244,5 @@ func (endpointSliceAdmitter) create(es *discoveryv1.EndpointSlice) error {
 
 func (endpointSliceAdmitter) update(es, old *discoveryv1.EndpointSlice) error {
 	DefaultEndpointSlice(es)
-	return invalid(kindEndpointSlice, es.Name, ValidateEndpointSliceUpdate(es, old))
+	return invalid(kindEndpointSlice, es.Name, append(validateCommonFields(es, old, true), ValidateEndpointSliceUpdate(es, old)...))
 }

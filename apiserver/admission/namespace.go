@@ -61,11 +61,13 @@ func (namespaceAdmitter) create(ns *corev1.Namespace) error {
 }
 
 // update keeps spec.finalizers (only the finalize subresource changes them in
-// kube) and validates the metadata change.
+// kube) and validates as kube's update strategy does: the common update
+// checks, ValidateNamespace, then the metadata update rules.
 func (namespaceAdmitter) update(ns, old *corev1.Namespace) error {
 	ns.Spec.Finalizers = old.Spec.Finalizers
 	DefaultNamespace(ns, false)
-	return invalid(kindNamespace, ns.Name, validateMetaUpdate(&ns.ObjectMeta, &old.ObjectMeta))
+	allErrs := append(validateCommonFields(ns, old, false), ValidateNamespace(ns)...)
+	return invalid(kindNamespace, ns.Name, append(allErrs, validateMetaUpdate(&ns.ObjectMeta, &old.ObjectMeta)...))
 }
 
 // delete refuses to delete default, kube-system and kube-public with kube's

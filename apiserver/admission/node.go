@@ -94,11 +94,12 @@ func validateNodeTaints(taints []corev1.Taint, fldPath *field.Path) field.ErrorL
 }
 
 // ValidateNodeUpdate is kube-apiserver's ValidateNodeUpdate minus resources:
-// metadata update rules, podCIDRs and providerID that may only go from
-// unset to set, no duplicate status addresses, valid taints and podCIDRs.
+// metadata update rules, no duplicate status addresses, podCIDRs and
+// providerID that may only go from unset to set. As in kube, it does not
+// check that the new Node is valid: kube's update strategy runs ValidateNode
+// first, and so does the admitter.
 func ValidateNodeUpdate(node, old *corev1.Node) field.ErrorList {
 	allErrs := validateMetaUpdate(&node.ObjectMeta, &old.ObjectMeta)
-	allErrs = append(allErrs, validateNodeSpec(node)...)
 	seen := map[corev1.NodeAddress]bool{}
 	for i, a := range node.Status.Addresses {
 		if seen[a] {
@@ -130,5 +131,6 @@ func (nodeAdmitter) create(node *corev1.Node) error {
 
 func (nodeAdmitter) update(node, old *corev1.Node) error {
 	DefaultNode(node)
-	return invalid(kindNode, node.Name, ValidateNodeUpdate(node, old))
+	allErrs := append(validateCommonFields(node, old, false), ValidateNode(node)...)
+	return invalid(kindNode, node.Name, append(allErrs, ValidateNodeUpdate(node, old)...))
 }

@@ -187,7 +187,8 @@ const podUpdatableFields = "`spec.containers[*].image`,`spec.initContainers[*].i
 	"`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"
 
 // ValidatePodUpdate is kube-apiserver's ValidatePodUpdate, reduced to what
-// svclab's pods have: metadata update rules, the new spec's validity, and
+// svclab's pods have: metadata update rules, the new pod's validity
+// (ValidatePod: metadata, then spec), and
 // spec immutability except container images, activeDeadlineSeconds,
 // tolerations (additions only) and, as svclab's stand-in for the pods/binding
 // subresource, spec.nodeName going from "" to a node (once set it is
@@ -195,7 +196,7 @@ const podUpdatableFields = "`spec.containers[*].image`,`spec.initContainers[*].i
 func ValidatePodUpdate(pod, old *corev1.Pod) field.ErrorList {
 	allErrs := validateMetaUpdate(&pod.ObjectMeta, &old.ObjectMeta)
 	specPath := field.NewPath("spec")
-	allErrs = append(allErrs, validatePodSpec(&pod.Spec, specPath)...)
+	allErrs = append(allErrs, ValidatePod(pod)...)
 	if len(pod.Spec.Containers) != len(old.Spec.Containers) {
 		return append(allErrs, field.Forbidden(specPath.Child("containers"), "pod updates may not add or remove containers"))
 	}
@@ -240,5 +241,5 @@ func (podAdmitter) create(pod *corev1.Pod) error {
 
 func (podAdmitter) update(pod, old *corev1.Pod) error {
 	DefaultPod(pod)
-	return invalid(kindPod, pod.Name, ValidatePodUpdate(pod, old))
+	return invalid(kindPod, pod.Name, append(validateCommonFields(pod, old, true), ValidatePodUpdate(pod, old)...))
 }

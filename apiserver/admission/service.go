@@ -117,7 +117,7 @@ func (s *serviceAdmitter) update(svc, old *corev1.Service) (func(), error) {
 		return nil, err
 	}
 	dropTypeDependentFields(svc, old)
-	if err := invalid(kindService, svc.Name, ValidateServiceUpdate(svc, old)); err != nil {
+	if err := invalid(kindService, svc.Name, append(validateCommonFields(svc, old, true), ValidateServiceUpdate(svc, old)...)); err != nil {
 		p.t.revert()
 		return nil, err
 	}
@@ -134,7 +134,7 @@ func (s *serviceAdmitter) updateStatus(svc, old *corev1.Service) (func(), error)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defaultIngressIPMode(svc)
-	if err := invalid(kindService, svc.Name, ValidateServiceStatusUpdate(svc, old)); err != nil {
+	if err := invalid(kindService, svc.Name, append(validateCommonFields(svc, old, true), ValidateServiceStatusUpdate(svc, old)...)); err != nil {
 		return nil, err
 	}
 	p := &plan{}

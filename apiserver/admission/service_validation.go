@@ -48,8 +48,8 @@ func ValidateService(svc *corev1.Service) field.ErrorList {
 
 // ValidateServiceUpdate is kube-apiserver's ValidateServiceUpdate: metadata
 // update rules, clusterIPs and ipFamilies that may not change once set,
-// loadBalancerClass and healthCheckNodePort immutability, then ValidateService's
-// spec checks.
+// loadBalancerClass and healthCheckNodePort immutability, then all of
+// ValidateService (metadata, then spec), in one list.
 func ValidateServiceUpdate(svc, old *corev1.Service) field.ErrorList {
 	allErrs := validateMetaUpdate(&svc.ObjectMeta, &old.ObjectMeta)
 	allErrs = append(allErrs, validateUpgradeDowngradeClusterIPs(old, svc)...)
@@ -60,7 +60,7 @@ func ValidateServiceUpdate(svc, old *corev1.Service) field.ErrorList {
 	if needsHealthCheck(old) && needsHealthCheck(svc) && svc.Spec.HealthCheckNodePort != old.Spec.HealthCheckNodePort {
 		allErrs = append(allErrs, field.Forbidden(field.NewPath("spec", "healthCheckNodePort"), fieldImmutableErrorMsg))
 	}
-	return append(allErrs, validateServiceSpec(svc)...)
+	return append(allErrs, ValidateService(svc)...)
 }
 
 func validateServiceSpec(svc *corev1.Service) field.ErrorList {

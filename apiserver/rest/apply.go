@@ -262,7 +262,7 @@ func (h *handler) applyOne(ctx context.Context, raw []byte, defNS string, explic
 	}
 	a[LastAppliedAnnotation] = string(lastApplied)
 	obj.SetAnnotations(a)
-	if err := validateMeta(res, obj); err != nil {
+	if err := h.checkUnstorable(ctx, res, obj); err != nil {
 		return fail(err, t)
 	}
 

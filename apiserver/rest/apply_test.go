@@ -168,7 +168,7 @@ func TestApplyList(t *testing.T) {
 // TestApplyErrors: a failing object does not stop the others; the answer is
 // 207 with one error result per failure, each with a Status.
 func TestApplyErrors(t *testing.T) {
-	a := newTestAPI(t, store.Options{Admitters: map[string]store.Admitter{"services": rejectAdmitter{}}}, Options{})
+	a := newTestAPI(t, store.Options{Admitters: map[string]store.Admitter{"services": rejectAdmitter{next: realAdmitters(t)["services"]}}}, Options{})
 	manifest := `apiVersion: apps/v1
 kind: Deployment
 metadata: {name: d}

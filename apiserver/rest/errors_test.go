@@ -20,19 +20,27 @@ import (
 )
 
 // rejectAdmitter refuses Services labelled reject=yes with a 422 carrying two
-// field causes, as the real admission does for invalid specs.
-type rejectAdmitter struct{}
+// field causes, and hands every other write to next (nil: admit as given).
+type rejectAdmitter struct{ next store.Admitter }
 
 var _ store.Admitter = rejectAdmitter{}
 
-func (rejectAdmitter) Admit(_ context.Context, op store.Operation, _, obj store.Object) (func(), error) {
-	if obj == nil || obj.GetLabels()["reject"] != "yes" {
+func (a rejectAdmitter) Admit(ctx context.Context, op store.Operation, old, obj store.Object) (func(), error) {
+	if obj != nil && obj.GetLabels()["reject"] == "yes" {
+		return nil, rejectError(obj.GetName())
+	}
+	if a.next == nil {
 		return nil, nil
 	}
-	return nil, rejectError(obj.GetName())
+	return a.next.Admit(ctx, op, old, obj)
 }
 
-func (rejectAdmitter) Rebuild([]store.Object) error { return nil }
+func (a rejectAdmitter) Rebuild(objs []store.Object) error {
+	if a.next == nil {
+		return nil
+	}
+	return a.next.Rebuild(objs)
+}
 
 func rejectError(name string) *apierrors.StatusError {
 	return apierrors.NewInvalid(schema.GroupKind{Kind: "Service"}, name, field.ErrorList{
@@ -49,7 +57,7 @@ func status(code int32, reason metav1.StatusReason, msg string, details *metav1.
 // TestErrorStatus checks the whole Status object of every error class, against
 // kube-apiserver's codes, reasons and messages.
 func TestErrorStatus(t *testing.T) {
-	a := newTestAPI(t, store.Options{Admitters: map[string]store.Admitter{"services": rejectAdmitter{}}}, Options{})
+	a := newTestAPI(t, store.Options{Admitters: map[string]store.Admitter{"services": rejectAdmitter{next: realAdmitters(t)["services"]}}}, Options{})
 	var existing struct {
 		metav1.ObjectMeta `json:"metadata"`
 	}
@@ -160,7 +168,8 @@ func TestErrorStatus(t *testing.T) {
 				`the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got "application/x-www-form-urlencoded")`, nil),
 		},
 		{
-			name: "invalid name", method: "POST", path: svcs, body: `{"metadata":{"name":"Web_1"}}`,
+			// kube-apiserver lists the spec's causes after the metadata's.
+			name: "invalid name", method: "POST", path: svcs, body: `{"metadata":{"name":"Web_1"},"spec":{"ports":[{"port":80}]}}`,
 			want: status(422, metav1.StatusReasonInvalid,
 				`Service "Web_1" is invalid: metadata.name: Invalid value: "Web_1": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')`,
 				&metav1.StatusDetails{Name: "Web_1", Kind: "Service", Causes: []metav1.StatusCause{{
@@ -170,10 +179,11 @@ func TestErrorStatus(t *testing.T) {
 		},
 		{
 			name: "missing name", method: "POST", path: svcs, body: `{"spec":{}}`,
-			want: status(422, metav1.StatusReasonInvalid, `Service "" is invalid: metadata.name: Required value: name or generateName is required`,
-				&metav1.StatusDetails{Kind: "Service", Causes: []metav1.StatusCause{{
-					Type: metav1.CauseTypeFieldValueRequired, Field: "metadata.name", Message: "Required value: name or generateName is required",
-				}}}),
+			want: status(422, metav1.StatusReasonInvalid, `Service "" is invalid: [metadata.name: Required value: name or generateName is required, spec.ports: Required value]`,
+				&metav1.StatusDetails{Kind: "Service", Causes: []metav1.StatusCause{
+					{Type: metav1.CauseTypeFieldValueRequired, Field: "metadata.name", Message: "Required value: name or generateName is required"},
+					{Type: metav1.CauseTypeFieldValueRequired, Field: "spec.ports", Message: "Required value"},
+				}}),
 		},
 		{
 			name: "admission 422 passed through", method: "POST", path: svcs, body: string(mustJSON(t, rejected)),

@@ -18,8 +18,20 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/svclab/svclab/apiserver/admission"
 	"github.com/svclab/svclab/apiserver/store"
 )
+
+// realAdmitters returns the admitters of a fresh admission.Admission with the
+// default configuration, as the server wires them.
+func realAdmitters(t testing.TB) map[string]store.Admitter {
+	t.Helper()
+	adm, err := admission.New(admission.Config{}, discard)
+	if err != nil {
+		t.Fatalf("admission.New: %v", err)
+	}
+	return adm.Admitters()
+}
 
 // testAPI is a store in a temporary directory behind the handler on a real
 // loopback HTTP server, with the namespaces default and kube-system.

@@ -215,7 +215,7 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request, rq *request, ns
 	}
 	generateName(obj)
 	t.name = obj.GetName()
-	if err := validateMeta(res, obj); err != nil {
+	if err := h.checkUnstorable(r.Context(), res, obj); err != nil {
 		h.fail(w, r, rq, err, t)
 		return
 	}
@@ -250,10 +250,7 @@ func (h *handler) update(w http.ResponseWriter, r *http.Request, rq *request, ns
 		h.fail(w, r, rq, err, t)
 		return
 	}
-	if err := validateMeta(res, obj); err != nil {
-		h.fail(w, r, rq, err, t)
-		return
-	}
+	// The Admitter validates metadata and spec into one list (see validateUnstorable).
 	out, err := h.st.Update(r.Context(), res, obj, store.UpdateOptions{Subresource: rq.subresource})
 	if err != nil {
 		h.fail(w, r, rq, err, t)
@@ -402,9 +399,7 @@ func finishPatched(res *store.Resource, cur, obj store.Object, ns, name string) 
 	}
 	obj.SetUID(cur.GetUID())
 	obj.SetCreationTimestamp(cur.GetCreationTimestamp())
-	if err := validateMeta(res, obj); err != nil {
-		return nil, err
-	}
+	// Validation, metadata and spec into one list, is the Admitter's (see validateUnstorable).
 	if apiequality.Semantic.DeepEqual(cur, obj) {
 		return cur, nil
 	}

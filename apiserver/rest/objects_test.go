@@ -403,7 +403,6 @@ func TestPatch(t *testing.T) {
 		{"move namespace", mergePatchType, `{"metadata":{"namespace":"kube-system"}}`, 400, metav1.StatusReasonBadRequest},
 		{"stale resourceVersion", mergePatchType, `{"metadata":{"resourceVersion":"1"}}`, 409, metav1.StatusReasonConflict},
 		{"change kind", mergePatchType, `{"kind":"Pod"}`, 400, metav1.StatusReasonBadRequest},
-		{"invalid label", mergePatchType, `{"metadata":{"labels":{"bad key!":"x"}}}`, 422, metav1.StatusReasonInvalid},
 		{"server-side apply", applyPatchType, `{}`, 415, metav1.StatusReasonUnsupportedMediaType},
 		{"unknown type", "application/json", `{}`, 415, metav1.StatusReasonUnsupportedMediaType},
 	} {

@@ -1,20 +1,25 @@
 package rest
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
+	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/svclab/svclab/apiserver/admission"
 	"github.com/svclab/svclab/apiserver/store"
 )
 
 // nameValidator returns kube-apiserver's name rule for res: a DNS-1123 label
 // for namespaces, a DNS-1035 label for services, a DNS-1123 subdomain for the
-// others.
+// others. validateUnstorable uses it for types admission does not know.
 func nameValidator(res *store.Resource) apivalidation.ValidateNameFunc {
 	switch res.Name {
 	case "namespaces":
@@ -26,17 +31,45 @@ func nameValidator(res *store.Resource) apivalidation.ValidateNameFunc {
 	}
 }
 
-// validateMeta checks obj's metadata the way kube-apiserver's generic
-// registry does before any kind-specific validation: name (or generateName)
-// present and valid for the kind, namespace present exactly for namespaced
-// kinds, labels, annotations, finalizers, owner references. Failures are 422
-// Invalid with one cause per field.
-func validateMeta(res *store.Resource, obj store.Object) error {
-	errs := apivalidation.ValidateObjectMetaAccessor(obj, res.Namespaced, nameValidator(res), field.NewPath("metadata"))
-	if len(errs) == 0 {
+// validateUnstorable answers a new object that the store refuses before the
+// resource's Admitter could validate it: one with neither name nor
+// generateName, or with a name longer than any kind allows (253 characters,
+// which also keeps store keys within bbolt's limit). kube-apiserver validates
+// such an object in full, so the answer is its 422 Invalid with every cause,
+// metadata first, then spec (admission.ValidateNew; for a type admission does
+// not know, the metadata causes alone). It returns nil for every other object.
+//
+// Those are validated by the resource's Admitter inside the store, metadata
+// and spec into one list, as kube's registry strategies do; the REST layer
+// does not check metadata first, which would answer with the metadata causes
+// alone. A resource the store has no Admitter for is stored as given.
+func validateUnstorable(res *store.Resource, obj store.Object) error {
+	if (obj.GetName() != "" || obj.GetGenerateName() != "") && len(obj.GetName()) <= utilvalidation.DNS1123SubdomainMaxLength {
 		return nil
 	}
+	errs := admission.ValidateNew(obj)
+	if len(errs) == 0 {
+		errs = apivalidation.ValidateObjectMetaAccessor(obj, res.Namespaced, nameValidator(res), field.NewPath("metadata"))
+	}
 	return apierrors.NewInvalid(res.GroupVersionKind().GroupKind(), obj.GetName(), errs)
+}
+
+// checkUnstorable is validateUnstorable behind the namespace check that comes
+// first in kube-apiserver (its NamespaceLifecycle admission): a new
+// namespaced object in a namespace that does not exist is 404 NotFound, even
+// when it is also invalid.
+func (h *handler) checkUnstorable(ctx context.Context, res *store.Resource, obj store.Object) error {
+	err := validateUnstorable(res, obj)
+	if err == nil || !res.Namespaced {
+		return err
+	}
+	ns := obj.GetNamespace()
+	if _, gerr := h.st.Get(ctx, store.Namespaces, "", ns); errors.Is(gerr, store.ErrNotFound) {
+		return apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, ns)
+	} else if gerr != nil {
+		return gerr
+	}
+	return err
 }
 
 // prepareNamespace reconciles obj's namespace with the URL's: a namespaced
