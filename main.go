@@ -15,6 +15,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -270,8 +271,10 @@ func cmdDown(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("take lab %q down: %w", lf.name, err)
 	}
 	if *purge {
-		if err := os.RemoveAll(storeFile(*data, lf.name)); err != nil {
-			return fmt.Errorf("purge store: %w", err)
+		for _, f := range []string{storeFile(*data, lf.name), apiCertFile(*data, lf.name)} {
+			if err := os.RemoveAll(f); err != nil {
+				return fmt.Errorf("purge store: %w", err)
+			}
 		}
 		fmt.Fprintf(stdout, "lab %q is down; store %s deleted\n", lf.name, storeFile(*data, lf.name))
 		return nil
@@ -307,6 +310,7 @@ type upOptions struct {
 	nodes         int
 	data          string
 	listen        string
+	securePort    int
 	serviceCIDR   string
 	podCIDR       string
 	underlay      string
@@ -330,6 +334,7 @@ func (o *upOptions) register(fs *flag.FlagSet) {
 	fs.IntVar(&o.nodes, "nodes", 2, "number of nodes (node-1…node-N)")
 	fs.StringVar(&o.data, "data", defaultDataDir(), "directory of the store (<name>.db)")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address of the API and the web UI (kubectl's default server is localhost:8080)")
+	fs.IntVar(&o.securePort, "secure-port", 6443, "port of the API's HTTPS listener on node-1's address (172.29.0.2, where kind's control-plane node is), the endpoint of the kubernetes Service, so pods reach the API at https://kubernetes.default as in a cluster (kube-apiserver --secure-port); it serves the lab's addresses only; 0 disables")
 	fs.StringVar(&o.serviceCIDR, "service-cidr", "10.96.0.0/12", "cluster IP range (kube-apiserver --service-cluster-ip-range)")
 	fs.StringVar(&o.podCIDR, "pod-cidr", "10.244.0.0/16", "pod network; node-N gets the N-th /24 (kube-proxy --cluster-cidr)")
 	fs.StringVar(&o.underlay, "underlay-cidr", "172.29.0.0/16", "node network; the host is .1, node-N is .(N+1)")
@@ -381,6 +386,9 @@ func (o *upOptions) parse(stderr io.Writer) (*upConfig, error) {
 	c.nodePorts = *pr
 	if c.backend, err = dataplane.ParseBackend(o.iptables); err != nil {
 		return nil, fmt.Errorf("%w: --iptables %q: want auto, nft or legacy", errUsage, o.iptables)
+	}
+	if o.securePort < 0 || o.securePort > 65535 {
+		return nil, fmt.Errorf("%w: --secure-port %d: want 1 to 65535, or 0 for none", errUsage, o.securePort)
 	}
 	if o.nodes < 1 || o.nodes > 250 {
 		return nil, fmt.Errorf("%w: --nodes %d: want 1 to 250", errUsage, o.nodes)
@@ -442,12 +450,21 @@ func runLab(ctx context.Context, o *upOptions, c *upConfig, stdout io.Writer) er
 		}
 	}
 
+	// The kubernetes Service's endpoint is the API's HTTPS listener on
+	// node-1's address, as kind's is its control-plane node's: every pod
+	// reaches node-1, while the host cannot answer pods (no masquerading
+	// agent). Without a network (or with --secure-port 0) it has none.
+	var apiAddr netip.Addr
+	if !o.noNetwork && o.securePort != 0 {
+		apiAddr = controllers.NodeIP(c.underlay, 1)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := apiserver.Open(ctx, apiserver.Config{
 		Path: storeFile(o.data, o.name), Nodes: o.nodes,
 		ServiceCIDR: c.serviceCIDR, PodCIDR: c.podCIDR, Underlay: c.underlay, LBPool: c.lbPool,
 		NodePortRange: c.nodePorts, Logger: log, Registerer: reg,
+		APIServerAddress: apiAddr, APIServerPort: int32(o.securePort),
 	})
 	if err != nil {
 		return err
@@ -557,6 +574,11 @@ func runLab(ctx context.Context, o *upOptions, c *upConfig, stdout io.Writer) er
 		defer cancel()
 		return httpSrv.Shutdown(sctx)
 	})
+	if apiAddr.IsValid() {
+		if err := serveLabAPI(gctx, g, handler, lab, apiAddr, o, c); err != nil {
+			return errors.Join(err, g.Wait())
+		}
+	}
 
 	if err := srv.WaitSynced(gctx); err != nil {
 		return errors.Join(fmt.Errorf("start the controllers: %w", err), g.Wait())
@@ -579,6 +601,50 @@ func runLab(ctx context.Context, o *upOptions, c *upConfig, stdout io.Writer) er
 		log.Info("stopping: taking the lab network down; the store is kept", "store", storeFile(o.data, o.name))
 	}
 	return err
+}
+
+// serveLabAPI serves the API over HTTPS on addr:--secure-port inside the
+// namespace of the node that has addr: the kubernetes Service's endpoint,
+// for the lab's addresses only (the API has no authentication). The
+// self-signed serving certificate is made at start and written to
+// <data>/<name>-apiserver.crt for `curl --cacert`.
+func serveLabAPI(ctx context.Context, g *errgroup.Group, handler http.Handler, lab *netlab.Lab, addr netip.Addr, o *upOptions, c *upConfig) error {
+	cert, certPEM, err := apiserver.ServingCert(o.clusterDomain, []netip.Addr{admission.KubernetesServiceIP(c.serviceCIDR), addr}, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(apiCertFile(o.data, o.name), certPEM, 0o644); err != nil {
+		return fmt.Errorf("write the API's certificate: %w", err)
+	}
+	hostPort := netip.AddrPortFrom(addr, uint16(o.securePort)).String()
+	ln, err := netlab.ListenInNetns(lab.NodeNetnsPath(controllers.NodeName(1)), "tcp", hostPort)
+	if err != nil {
+		return fmt.Errorf("listen on %s (--secure-port, the kubernetes Service's endpoint): %w", hostPort, err)
+	}
+	ln = tls.NewListener(apiserver.SourceFilter(ln, []netip.Prefix{c.podCIDR, c.underlay}, c.logger), &tls.Config{
+		Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+	})
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(c.logger.Handler(), slog.LevelDebug)}
+	g.Go(func() error {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve the API on %s: %w", hostPort, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	c.logger.Info("API for pods", "kubernetes", admission.KubernetesServiceIP(c.serviceCIDR).String()+":443", "endpoint", hostPort, "cert", apiCertFile(o.data, o.name))
+	return nil
+}
+
+// apiCertFile is where up writes the serving certificate of the API's HTTPS listener.
+func apiCertFile(dataDir, name string) string {
+	return filepath.Join(dataDir, name+"-apiserver.crt")
 }
 
 // nodeSpecs turns the stored Nodes into netlab's node specs.

@@ -92,6 +92,20 @@ func DialInNetns(ctx context.Context, nsPath, network, address string) (net.Conn
 	return c, err
 }
 
+// ListenInNetns listens on address inside the network namespace at nsPath
+// (e.g. a node's, see NodeNetnsPath): the socket belongs to that namespace,
+// so it accepts what reaches the namespace's addresses. The listener may be
+// used from any goroutine.
+func ListenInNetns(nsPath, network, address string) (net.Listener, error) {
+	var ln net.Listener
+	err := inNetnsPath(nsPath, func() error {
+		var err error
+		ln, err = net.Listen(network, address)
+		return err
+	})
+	return ln, err
+}
+
 // linuxKernel implements kernel with netlink and netns.
 type linuxKernel struct {
 	netnsDir string

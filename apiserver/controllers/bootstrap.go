@@ -143,13 +143,13 @@ func (b *bootstrapper) namespaces(ctx context.Context) error {
 	return nil
 }
 
-// nodeName returns the name of node n (1-based).
-func nodeName(n int) string { return nodeNamePrefix + strconv.Itoa(n) }
+// NodeName is the name of the n-th node bootstrap makes (n from 1): node-n.
+func NodeName(n int) string { return nodeNamePrefix + strconv.Itoa(n) }
 
 // bootstrapNodeIndex returns n for a node named node-n, or 0.
 func bootstrapNodeIndex(name string) int {
 	n, err := strconv.Atoi(strings.TrimPrefix(name, nodeNamePrefix))
-	if err != nil || !strings.HasPrefix(name, nodeNamePrefix) || n <= 0 || nodeName(n) != name {
+	if err != nil || !strings.HasPrefix(name, nodeNamePrefix) || n <= 0 || NodeName(n) != name {
 		return 0
 	}
 	return n
@@ -221,9 +221,9 @@ func (b *bootstrapper) nodes(ctx context.Context) error {
 
 // node returns the desired node-n.
 func (b *bootstrapper) node(n int) *corev1.Node {
-	name := nodeName(n)
+	name := NodeName(n)
 	cidr := nodePodCIDR(b.cfg.PodCIDR, b.cfg.NodeCIDRMaskSize, n).String()
-	ip := nthAddr(b.cfg.Underlay, n+1).String()
+	ip := NodeIP(b.cfg.Underlay, n).String()
 	t := metav1.NewTime(b.now)
 	cond := func(typ corev1.NodeConditionType, st corev1.ConditionStatus, reason, msg string) corev1.NodeCondition {
 		return corev1.NodeCondition{Type: typ, Status: st, LastHeartbeatTime: t, LastTransitionTime: t, Reason: reason, Message: msg}

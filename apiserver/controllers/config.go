@@ -147,6 +147,10 @@ func nodePodCIDR(pods netip.Prefix, maskSize, n int) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), maskSize)
 }
 
+// NodeIP is the InternalIP bootstrap gives node-n (n from 1): the underlay's
+// (n+1)-th address, 172.29.0.2 for node-1 by default.
+func NodeIP(underlay netip.Prefix, n int) netip.Addr { return nthAddr(underlay, n+1) }
+
 // nthAddr returns the n-th address after p's network address.
 func nthAddr(p netip.Prefix, n int) netip.Addr {
 	a := p.Masked().Addr().As4()

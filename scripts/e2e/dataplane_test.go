@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base32"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -845,5 +846,46 @@ endpoints:
 	want := []string{"0.1428571429", "0.1666666667", "0.2000000000", "0.2500000000", "0.3333333333", "0.5000000000", ""}
 	if diff := cmp.Diff(want, sepProbabilities(r.stdout, chain)); diff != "" {
 		t.Errorf("probabilities in the payload (-want +got):\n%s", diff)
+	}
+}
+
+// TestKubernetesServiceFromPod: the kubernetes Service's endpoint is the API's HTTPS listener on
+// node-1's address, as kind's is its control-plane node's (172.18.0.2:6443 there); pods on every
+// node reach the API through the Service by name, and the certificate `up` wrote verifies it.
+func TestKubernetesServiceFromPod(t *testing.T) {
+	l := demoLab(t)
+	var ep corev1.Endpoints
+	l.call(t, http.MethodGet, "/api/v1/namespaces/default/endpoints/kubernetes", "", nil, &ep, http.StatusOK)
+	want := []corev1.EndpointSubset{{
+		Addresses: []corev1.EndpointAddress{{IP: "172.29.0.2"}},
+		Ports:     []corev1.EndpointPort{{Name: "https", Port: 6443, Protocol: corev1.ProtocolTCP}},
+	}}
+	if diff := cmp.Diff(want, ep.Subsets); diff != "" {
+		t.Errorf("endpoints of default/kubernetes (-want +got):\n%s", diff)
+	}
+	l.waitProgrammed(t, "default/kubernetes:https", []string{"172.29.0.2:6443"})
+
+	cert := filepath.Join(l.dataDir, l.name+"-apiserver.crt")
+	name := uniq("apiclient")
+	var pods []*corev1.Pod
+	for _, n := range l.nodes(t) {
+		pods = append(pods, clientPod(name+"-"+n.name, n.name))
+	}
+	for _, p := range l.createPods(t, pods...) {
+		r := l.exec(t, "default", p.Name, "curl", "-sS", "--max-time", "10", "--cacert", cert, "https://kubernetes.default.svc/version")
+		if r.code != 0 {
+			t.Fatalf("curl https://kubernetes.default.svc/version from a pod on %s: %s", p.Spec.NodeName, r)
+		}
+		var v struct {
+			GitVersion string `json:"gitVersion"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v.GitVersion == "" {
+			t.Errorf("GET /version through the kubernetes Service from %s = %q (%v), want the API's version document", p.Spec.NodeName, r.stdout, err)
+		}
+	}
+	// The certificate is real: without it curl refuses the server (exit 60, peer certificate
+	// cannot be authenticated with known CA certificates).
+	if r := l.exec(t, "default", pods[0].Name, "curl", "-sS", "--max-time", "10", "--cacert", "/dev/null", "https://kubernetes.default.svc/version"); r.code != 60 && r.code != 77 {
+		t.Errorf("curl without the lab's certificate: %s, want exit 60 (untrusted certificate)", r)
 	}
 }
