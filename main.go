@@ -561,19 +561,7 @@ func runLab(ctx context.Context, o *upOptions, c *upConfig, stdout io.Writer) er
 	if err != nil {
 		return fmt.Errorf("listen on %s (--listen): %w", o.listen, err)
 	}
-	httpSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	g.Go(func() error {
-		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve the API: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return httpSrv.Shutdown(sctx)
-	})
+	serveHTTP(gctx, g, &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, ln, "the API")
 	if apiAddr.IsValid() {
 		if err := serveLabAPI(gctx, g, handler, lab, apiAddr, o, c); err != nil {
 			return errors.Join(err, g.Wait())
@@ -624,11 +612,18 @@ func serveLabAPI(ctx context.Context, g *errgroup.Group, handler http.Handler, l
 	ln = tls.NewListener(apiserver.SourceFilter(ln, []netip.Prefix{c.podCIDR, c.underlay}, c.logger), &tls.Config{
 		Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
 	})
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(c.logger.Handler(), slog.LevelDebug)}
+	serveHTTP(ctx, g, &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(c.logger.Handler(), slog.LevelDebug)}, ln, "the API on "+hostPort)
+	c.logger.Info("API for pods", "kubernetes", admission.KubernetesServiceIP(c.serviceCIDR).String()+":443", "endpoint", hostPort, "cert", apiCertFile(o.data, o.name))
+	return nil
+}
+
+// serveHTTP serves srv on ln in g until ctx ends, then shuts it down (5 s grace); what names
+// the server in errors.
+func serveHTTP(ctx context.Context, g *errgroup.Group, srv *http.Server, ln net.Listener, what string) {
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve the API on %s: %w", hostPort, err)
+			return fmt.Errorf("serve %s: %w", what, err)
 		}
 		return nil
 	})
@@ -638,8 +633,6 @@ func serveLabAPI(ctx context.Context, g *errgroup.Group, handler http.Handler, l
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
-	c.logger.Info("API for pods", "kubernetes", admission.KubernetesServiceIP(c.serviceCIDR).String()+":443", "endpoint", hostPort, "cert", apiCertFile(o.data, o.name))
-	return nil
 }
 
 // apiCertFile is where up writes the serving certificate of the API's HTTPS listener.

@@ -153,9 +153,7 @@ func benchNetworkProgramming(b *testing.B, n int, backend IPTablesBackend) {
 		lat = append(lat, time.Since(start))
 	}
 	b.StopTimer()
-	pct := pxPercentilesMs(lat)
-	b.ReportMetric(pct(0.50), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
+	pxReportLatencies(b, lat)
 	b.ReportMetric(float64(first.Milliseconds()), "first-sync-ms")
 	b.ReportMetric(float64(p.Status().PartialSyncs-syncsBefore)/float64(b.N), "syncs/op")
 	if st := p.Status(); st.Failures != 0 || st.FullSyncs != 1 {
@@ -201,19 +199,19 @@ func benchNATFloor(b *testing.B, n int, backend IPTablesBackend) {
 		b.StartTimer()
 	}
 	b.StopTimer()
-	pct := pxPercentilesMs(lat)
-	b.ReportMetric(pct(0.50), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
+	pxReportLatencies(b, lat)
 	if st := p.Status(); st.Failures != 0 {
 		b.Fatalf("failed syncs: %+v", st)
 	}
 }
 
-// pxPercentilesMs sorts lat and returns a function giving its q-quantile in
-// milliseconds.
-func pxPercentilesMs(lat []time.Duration) func(q float64) float64 {
+// pxReportLatencies sorts lat and reports its median and 99th percentile
+// as p50-ms and p99-ms.
+func pxReportLatencies(b *testing.B, lat []time.Duration) {
 	slices.Sort(lat)
-	return func(q float64) float64 {
+	pct := func(q float64) float64 {
 		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds()) / 1000
 	}
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
 }
