@@ -175,38 +175,13 @@ func requireKernelTrace(t *testing.T) {
 
 func newKtraceNetns(t *testing.T, prefix, role string) (string, netns.NsHandle) {
 	t.Helper()
-	name := prefix + "-" + role
-	var h netns.NsHandle
-	err := onFreshThread(func() error {
-		ns, err := netns.NewNamed(name)
-		if err != nil {
-			return err
-		}
-		h = ns
-		return nil
-	})
+	path := pxNamedNetns(t, prefix+"-"+role)
+	h, err := netns.GetFromPath(path)
 	if err != nil {
-		t.Fatalf("create netns %s: %v", name, err)
+		t.Fatalf("open netns %s: %v", path, err)
 	}
-	t.Cleanup(func() {
-		h.Close()
-		if err := netns.DeleteNamed(name); err != nil {
-			t.Errorf("delete netns %s: %v", name, err)
-		}
-	})
-	nl, err := netlink.NewHandleAt(h)
-	if err != nil {
-		t.Fatalf("netlink handle in %s: %v", name, err)
-	}
-	defer nl.Close()
-	lo, err := nl.LinkByName("lo")
-	if err != nil {
-		t.Fatalf("lo in %s: %v", name, err)
-	}
-	if err := nl.LinkSetUp(lo); err != nil {
-		t.Fatalf("ip link set lo up in %s: %v", name, err)
-	}
-	return filepath.Join("/run/netns", name), h
+	t.Cleanup(func() { h.Close() }) // before the namespace's own cleanup deletes it
+	return path, h
 }
 
 // ktraceVeth creates a veth pair a (in nsA, with addrA) — b (in nsB, with

@@ -43,11 +43,18 @@ func pxRequireRoot(t testing.TB) {
 }
 
 // pxNewNetns creates a named network namespace svclabtest-dp-<random> with
-// lo up (`ip netns add NAME; ip -n NAME link set lo up`), deletes it when the
-// test ends, and returns its path.
+// lo up, deletes it when the test ends, and returns its path.
 func pxNewNetns(t testing.TB) string {
 	t.Helper()
-	name := fmt.Sprintf("svclabtest-dp-%08x", rand.Uint32())
+	return pxNamedNetns(t, fmt.Sprintf("svclabtest-dp-%08x", rand.Uint32()))
+}
+
+// pxNamedNetns creates the network namespace name with lo up (`ip netns add
+// NAME; ip -n NAME link set lo up`), deletes it when the test ends, and
+// returns its path (/run/netns/NAME). Every root test of the package builds
+// its namespaces with it.
+func pxNamedNetns(t testing.TB, name string) string {
+	t.Helper()
 	err := onFreshThread(func() error {
 		ns, err := netns.NewNamed(name)
 		if err != nil {

@@ -3,18 +3,15 @@ package dataplane
 import (
 	"bytes"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/google/go-cmp/cmp"
-	"github.com/vishvananda/netns"
 )
 
 // requireKernelIPTables skips unless the test runs as root with iptables.
@@ -28,30 +25,6 @@ func requireKernelIPTables(t *testing.T) {
 			t.Skipf("%s not installed", bin)
 		}
 	}
-}
-
-// newRenderTestNetns creates a throwaway named network namespace
-// (svclabtest-render-<random>) and deletes it when the test ends. It returns
-// the namespace's bind-mount path.
-func newRenderTestNetns(t *testing.T) string {
-	t.Helper()
-	name := fmt.Sprintf("svclabtest-render-%08x", rand.Uint32())
-	err := onFreshThread(func() error {
-		ns, err := netns.NewNamed(name) // ip netns add NAME (and enter it)
-		if err != nil {
-			return err
-		}
-		return ns.Close()
-	})
-	if err != nil {
-		t.Fatalf("create netns %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		if err := netns.DeleteNamed(name); err != nil {
-			t.Errorf("delete netns %s: %v", name, err)
-		}
-	})
-	return filepath.Join("/run/netns", name)
 }
 
 // kernelRestore runs `iptables-restore --noflush` with payload inside the netns.
@@ -195,7 +168,7 @@ func TestKernelAcceptsRenderedPayloads(t *testing.T) {
 	}
 	for name, in := range cases {
 		t.Run(name, func(t *testing.T) {
-			ns := newRenderTestNetns(t)
+			ns := pxNewNetns(t)
 			kernelEnsureJumps(t, ns)
 			res := Render(in)
 			kernelRestore(t, ns, res.Payload)
@@ -209,7 +182,7 @@ func TestKernelAcceptsRenderedPayloads(t *testing.T) {
 
 func TestKernelJumpRules(t *testing.T) {
 	requireKernelIPTables(t)
-	ns := newRenderTestNetns(t)
+	ns := pxNewNetns(t)
 	kernelEnsureJumps(t, ns)
 	kernelEnsureJumps(t, ns) // idempotent
 	rs := kernelSave(t, ns)
@@ -236,7 +209,7 @@ func TestKernelJumpRules(t *testing.T) {
 // ends up exactly where a full sync of the new state would put it.
 func TestKernelPartialSyncAndStaleChains(t *testing.T) {
 	requireKernelIPTables(t)
-	ns := newRenderTestNetns(t)
+	ns := pxNewNetns(t)
 	kernelEnsureJumps(t, ns)
 
 	before := mixedInput()
@@ -278,7 +251,7 @@ func TestKernelPartialSyncAndStaleChains(t *testing.T) {
 // synthetic jump rules.
 func TestKernelTraceOfSavedRules(t *testing.T) {
 	requireKernelIPTables(t)
-	ns := newRenderTestNetns(t)
+	ns := pxNewNetns(t)
 	kernelEnsureJumps(t, ns)
 	res := Render(traceCluster())
 	kernelRestore(t, ns, res.Payload)
