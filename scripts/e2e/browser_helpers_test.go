@@ -19,10 +19,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/svclab/svclab/netlab"
+	"github.com/svclab/svclab/web/browsertest"
 )
-
-// chromiumPath is the browser the tests drive.
-const chromiumPath = "/usr/bin/chromium"
 
 // artifactsDir receives the screenshots (gitignored), relative to this package's directory.
 const artifactsDir = "../../web/testdata/artifacts"
@@ -33,45 +31,13 @@ const (
 	pollTimeout    = 45 * time.Second
 )
 
-// newBrowser starts headless Chromium with a fresh profile and returns its first tab; it skips
-// when Chromium is missing or labs cannot be built (not root). The browser is closed in
-// tb's cleanup.
+// newBrowser starts headless Chromium (loopback only, see browsertest) with a fresh profile and
+// returns its first tab; it skips when Chromium is missing or labs cannot be built (not root).
+// The browser is closed in tb's cleanup.
 func newBrowser(tb testing.TB) context.Context {
 	tb.Helper()
 	requireLabs(tb)
-	if _, err := os.Stat(chromiumPath); err != nil {
-		tb.Skipf("%s is not installed", chromiumPath)
-	}
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("no-default-browser-check", true),
-		// Loopback only: anything else goes to a proxy port where nothing listens, and no name
-		// resolves (Chromium's own services use names).
-		chromedp.ProxyServer("127.0.0.1:9"),
-		chromedp.Flag("proxy-bypass-list", "127.0.0.1"),
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
-		chromedp.UserDataDir(tb.TempDir()),
-		chromedp.WindowSize(1680, 1050),
-	)
-	ctx, cancelCtx := chromedp.NewContext(alloc)
-	tb.Cleanup(func() {
-		cancelCtx()
-		cancelAlloc()
-	})
-	// Start the browser on a context without a deadline: a deadline on the first action would
-	// end the browser with it.
-	if err := chromedp.Do(ctx); err != nil {
-		tb.Fatalf("start chromium: %v", err)
-	}
-	return ctx
+	return browsertest.Start(tb)
 }
 
 // newTab opens a tab of the browser for tb and closes it in tb's cleanup.
