@@ -222,15 +222,34 @@ func setWarnings(w http.ResponseWriter, warnings []string) {
 	}
 }
 
+// isPrettyPrint is kube-apiserver's rule for indenting JSON answers: the
+// pretty query parameter when given, else whether the client is curl, Wget or
+// a browser.
+func isPrettyPrint(r *http.Request) bool {
+	if strings.Contains(r.URL.RawQuery, "pretty") {
+		if pp := r.URL.Query().Get("pretty"); pp != "" {
+			pretty, _ := strconv.ParseBool(pp)
+			return pretty
+		}
+	}
+	ua := r.UserAgent()
+	return strings.HasPrefix(ua, "curl") || strings.HasPrefix(ua, "Wget") || strings.HasPrefix(ua, "Mozilla/5.0")
+}
+
 // writeBody encodes v in format f (a Table is already built by the caller and
-// written as JSON) and writes it with the given status code.
-func writeBody(w http.ResponseWriter, code int, f format, v any) error {
+// written as JSON) and writes it with the given status code. Pretty JSON is
+// indented by two spaces without a final newline, compact JSON ends with
+// one, as kube-apiserver's serializer writes them.
+func writeBody(w http.ResponseWriter, code int, f format, pretty bool, v any) error {
 	var data []byte
 	var err error
-	switch f {
-	case formatYAML:
+	switch {
+	case f == formatYAML:
 		data, err = yaml.Marshal(v)
 		w.Header().Set("Content-Type", mediaYAML)
+	case pretty:
+		data, err = json.MarshalIndent(v, "", "  ")
+		w.Header().Set("Content-Type", mediaJSON)
 	default:
 		data, err = json.Marshal(v)
 		data = append(data, '\n')

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 
 	"github.com/gorilla/mux"
@@ -60,6 +61,9 @@ func apiResourceList(group, ver string) *metav1.APIResourceList {
 			})
 		}
 	}
+	// kube-apiserver lists resources by name, subresources after their
+	// resource; kubectl expands "all" in this order (pods before services).
+	slices.SortFunc(l.APIResources, func(a, b metav1.APIResource) int { return strings.Compare(a.Name, b.Name) })
 	return l
 }
 
@@ -152,5 +156,14 @@ func (h *handler) discoveryRoutes(r *mux.Router) {
 			r.Handle("/apis/"+v.GroupVersion, doc(func(*http.Request) any { return apiResourceList(g.Name, v.Version) }))
 		}
 	}
-	r.Handle("/version", doc(func(*http.Request) any { return h.version }))
+	// kube-apiserver writes /version with WriteRawJSON: always indented.
+	r.Handle("/version", h.nonResource(func(w http.ResponseWriter, r *http.Request, rq *request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			h.methodNotAllowed(w, r, rq, "GET")
+			return
+		}
+		if err := writeBody(w, http.StatusOK, formatJSON, true, h.version); err != nil {
+			h.log.Debug("write response", "path", r.URL.Path, "err", err)
+		}
+	}))
 }

@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -42,18 +43,19 @@ func TestDiscovery(t *testing.T) {
 	wantCore := metav1.APIResourceList{
 		TypeMeta:     metav1.TypeMeta{Kind: "APIResourceList", APIVersion: "v1"},
 		GroupVersion: "v1",
+		// By name, as kube-apiserver lists them (kubectl get all: pods, then services).
 		APIResources: []metav1.APIResource{
+			{Name: "endpoints", SingularName: "endpoints", Namespaced: true, Kind: "Endpoints", Verbs: all, ShortNames: []string{"ep"}},
 			{Name: "namespaces", SingularName: "namespace", Kind: "Namespace", Verbs: all, ShortNames: []string{"ns"}},
 			{Name: "namespaces/status", Kind: "Namespace", Verbs: st},
 			{Name: "nodes", SingularName: "node", Kind: "Node", Verbs: all, ShortNames: []string{"no"}},
 			{Name: "nodes/status", Kind: "Node", Verbs: st},
-			{Name: "services", SingularName: "service", Namespaced: true, Kind: "Service", Verbs: all,
-				ShortNames: []string{"svc"}, Categories: []string{"all"}},
-			{Name: "services/status", Namespaced: true, Kind: "Service", Verbs: st},
 			{Name: "pods", SingularName: "pod", Namespaced: true, Kind: "Pod", Verbs: all,
 				ShortNames: []string{"po"}, Categories: []string{"all"}},
 			{Name: "pods/status", Namespaced: true, Kind: "Pod", Verbs: st},
-			{Name: "endpoints", SingularName: "endpoints", Namespaced: true, Kind: "Endpoints", Verbs: all, ShortNames: []string{"ep"}},
+			{Name: "services", SingularName: "service", Namespaced: true, Kind: "Service", Verbs: all,
+				ShortNames: []string{"svc"}, Categories: []string{"all"}},
+			{Name: "services/status", Namespaced: true, Kind: "Service", Verbs: st},
 		},
 	}
 	if diff := cmp.Diff(wantCore, core); diff != "" {
@@ -236,4 +238,52 @@ func gatherText(t *testing.T, g prometheus.Gatherer, name string) string {
 		return ""
 	}
 	return strings.Join(lines, "\n") + "\n"
+}
+
+// TestPrettyJSON: as kube-apiserver, JSON answers are indented by two spaces (no final newline)
+// for curl, Wget and browsers or with ?pretty=true, compact with a newline otherwise; /version
+// is always indented.
+func TestPrettyJSON(t *testing.T) {
+	a := newTestAPI(t, store.Options{}, Options{})
+	indented := func(v any) string {
+		data, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	compact := func(v any) string {
+		data, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data) + "\n"
+	}
+	var list metav1.APIResourceList
+	a.do("GET", "/api/v1", nil).expect(t, http.StatusOK).into(t, &list)
+	var nf metav1.Status
+	a.do("GET", "/api/v1/namespaces/default/services/nope", nil).expect(t, http.StatusNotFound).into(t, &nf)
+	var v version.Info
+	a.do("GET", "/version", nil).expect(t, http.StatusOK).into(t, &v)
+
+	for _, tc := range []struct {
+		path, ua string
+		code     int
+		want     string
+	}{
+		{"/api/v1", "curl/8.5.0", 200, indented(list)},
+		{"/api/v1", "Wget/1.21.3", 200, indented(list)},
+		{"/api/v1", "Mozilla/5.0 (X11; Linux x86_64)", 200, indented(list)},
+		{"/api/v1", "kubectl/v1.34.0 (linux/amd64) kubernetes/abc", 200, compact(list)},
+		{"/api/v1?pretty=true", "kubectl/v1.34.0", 200, indented(list)},
+		{"/api/v1?pretty=false", "curl/8.5.0", 200, compact(list)},
+		{"/api/v1/namespaces/default/services/nope", "curl/8.5.0", 404, indented(nf)},
+		{"/api/v1/namespaces/default/services/nope", "Go-http-client/1.1", 404, compact(nf)},
+		{"/version", "Go-http-client/1.1", 200, indented(v)},
+	} {
+		r := a.do("GET", tc.path, nil, "User-Agent", tc.ua).expect(t, tc.code)
+		if diff := cmp.Diff(tc.want, string(r.body)); diff != "" {
+			t.Errorf("GET %s as %q (-want +got):\n%s", tc.path, tc.ua, diff)
+		}
+	}
 }

@@ -297,7 +297,7 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, rq *request, err 
 	} else {
 		h.log.Debug("request refused", attrs...)
 	}
-	if werr := writeBody(w, int(st.Code), f, st); werr != nil {
+	if werr := writeBody(w, int(st.Code), f, isPrettyPrint(r), st); werr != nil {
 		h.log.Debug("write error response", "path", r.URL.Path, "err", werr)
 	}
 }

@@ -116,9 +116,10 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request, rq *request, ns s
 	h.writeOut(w, r, rq, http.StatusOK, list)
 }
 
-// writeOut writes v (an object, a list or a Table) in the negotiated format.
+// writeOut writes v (an object, a list or a Table) in the negotiated format,
+// JSON indented for curl, Wget and browsers or ?pretty=true (isPrettyPrint).
 func (h *handler) writeOut(w http.ResponseWriter, r *http.Request, rq *request, code int, v any) {
-	if err := writeBody(w, code, rq.format, v); err != nil {
+	if err := writeBody(w, code, rq.format, isPrettyPrint(r), v); err != nil {
 		h.log.Debug("write response", "path", r.URL.Path, "err", err)
 	}
 }
