@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"runtime/debug"
 	"strings"
+	"time"
 )
 
 // Annotations and labels svclab reads or writes on objects.
@@ -199,6 +200,11 @@ type Config struct {
 	// syncs at once (default 2; kube-controller-manager's
 	// --concurrent-service-endpoint-syncs is 5).
 	EndpointWorkers int
+	// PodGCPeriod is how often the pod garbage collector looks for pods
+	// bound to a node that no longer exists (default 20 s), and
+	// PodGCQuarantine how long such a node must have been missing before
+	// its pods are deleted (default 40 s), as kube-controller-manager's.
+	PodGCPeriod, PodGCQuarantine time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -210,6 +216,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.EndpointWorkers <= 0 {
 		c.EndpointWorkers = DefaultEndpointWorkers
+	}
+	if c.PodGCPeriod <= 0 {
+		c.PodGCPeriod = DefaultPodGCPeriod
+	}
+	if c.PodGCQuarantine <= 0 {
+		c.PodGCQuarantine = DefaultPodGCQuarantine
 	}
 	return c
 }

@@ -13,11 +13,15 @@
 //   - The EndpointSlice, Endpoints and EndpointSliceMirroring controllers
 //     are ports of kube-controller-manager's: same slice names, labels,
 //     annotations, grouping by port set, packing and ordering.
+//   - The pod garbage collector deletes pods bound to a node that no longer
+//     exists, after kube's 40 s quarantine (the EndpointSlice controller
+//     drops their endpoints at once).
 //
 // Every controller is event-driven and level-triggered: one watch over all
 // resources feeds a shared cache (re-listed when the watch ends), event
 // handlers enqueue keys into small deduplicating work queues, and each sync
 // compares the desired state with the cached one and writes only the
-// difference. Nothing polls. A Manager wires it all: NewManager, Run,
+// difference. Nothing polls but the pod garbage collector, which scans the
+// cache every 20 s as kube's does. A Manager wires it all: NewManager, Run,
 // WaitSynced.
 package controllers

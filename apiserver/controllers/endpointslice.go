@@ -50,6 +50,14 @@ func (c *endpointSliceController) handle(ev store.Event) {
 	switch ev.Resource {
 	case store.Services:
 		c.q.Add(objKey(ev.Object))
+	case store.Nodes:
+		// A node that comes or goes adds or drops its pods' endpoints (see
+		// sync); node updates change nothing here.
+		if ev.Type != watch.Modified {
+			for _, k := range c.cache.serviceKeys() {
+				c.q.Add(k)
+			}
+		}
 	case store.Pods:
 		for _, k := range servicesForPodEvent(c.cache, ev) {
 			c.q.Add(k)
@@ -152,7 +160,7 @@ func (c *endpointSliceController) sync(ctx context.Context, key string) error {
 		}
 		return c.deleteSlices(ctx, key, orphans, "owner service replaced")
 	}
-	pods := c.cache.podsSelected(ns, entry.selector)
+	pods := c.withNodes(key, svc, c.cache.podsSelected(ns, entry.selector))
 	trigger := c.triggers.compute(key, svc, pods)
 	plan := c.rec.reconcile(svc, pods, managed, trigger)
 	if plan.empty() {
@@ -181,6 +189,25 @@ func (c *endpointSliceController) sync(ctx context.Context, key string) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// withNodes drops the pods bound to a node that does not exist, as kube's
+// reconciler does ("skipping Pod for Service, Node not found"): the pod
+// garbage collector will delete them, and until then their endpoints must
+// not linger. With publishNotReadyAddresses they stay, as in kube.
+func (c *endpointSliceController) withNodes(key string, svc *corev1.Service, pods []*corev1.Pod) []*corev1.Pod {
+	if svc.Spec.PublishNotReadyAddresses {
+		return pods
+	}
+	kept := make([]*corev1.Pod, 0, len(pods))
+	for _, p := range pods {
+		if p.Spec.NodeName != "" && shouldPodBeInEndpoints(p, true) && c.cache.node(p.Spec.NodeName) == nil {
+			c.log.Info("skipping Pod for Service, Node not found", "pod", p.Namespace+"/"+p.Name, "service", key, "node", p.Spec.NodeName)
+			continue
+		}
+		kept = append(kept, p)
+	}
+	return kept
 }
 
 func (c *endpointSliceController) deleteSlices(ctx context.Context, key string, del []*discoveryv1.EndpointSlice, why string) error {

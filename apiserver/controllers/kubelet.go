@@ -38,9 +38,9 @@ var errPodReplaced = errors.New("pod was replaced")
 // precondition, like kubelet's termination path and status manager. A
 // terminating pod that is already finished, or cannot run on its node, is
 // deleted the same way as long as its node exists (a pod bound to a missing
-// node stays Terminating: there is no kubelet, and svclab has no pod garbage
-// collector to force-delete it). A pod removed at once (Store.Delete, a
-// namespace delete, a grace-0 delete) is simply cleaned up after.
+// node has no kubelet: the pod garbage collector deletes it, see podGC). A
+// pod removed at once (Store.Delete, a namespace delete, a grace-0 delete) is
+// simply cleaned up after.
 type kubelet struct {
 	st      *store.Store
 	cache   *cache

@@ -10,8 +10,8 @@ import (
 )
 
 // Manager runs svclab's control loops — scheduler, kubelet, EndpointSlice,
-// Endpoints and EndpointSliceMirroring controllers — over one shared cache
-// of the store.
+// Endpoints and EndpointSliceMirroring controllers, pod garbage collector —
+// over one shared cache of the store.
 type Manager struct {
 	st      *store.Store
 	cfg     Config
@@ -24,6 +24,7 @@ type Manager struct {
 	slices    *endpointSliceController
 	endpoints *endpointsController
 	mirroring *mirroringController
+	podGC     *podGC
 
 	started chan struct{} // closed when the workers run (after restore)
 	runErr  error         // set before started is closed when Run fails early
@@ -49,6 +50,7 @@ func NewManager(st *store.Store, cfg Config, rt PodRuntime, logger *slog.Logger)
 		slices:    newEndpointSliceController(st, c, cfg, log),
 		endpoints: newEndpointsController(st, c, cfg, log),
 		mirroring: newMirroringController(st, c, cfg, log),
+		podGC:     newPodGC(st, c, cfg, log),
 		started:   make(chan struct{}),
 	}
 	c.handlers = []eventHandler{m.scheduler, m.kubelet, m.slices, m.endpoints, m.mirroring}
@@ -115,7 +117,7 @@ func (m *Manager) run(ctx context.Context) error {
 	if err := m.kubelet.restore(ctx); err != nil {
 		return fmt.Errorf("controllers: %w", err)
 	}
-	for _, run := range []func(context.Context){m.scheduler.run, m.kubelet.run, m.slices.run, m.endpoints.run, m.mirroring.run} {
+	for _, run := range []func(context.Context){m.scheduler.run, m.kubelet.run, m.slices.run, m.endpoints.run, m.mirroring.run, m.podGC.run} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -29,6 +29,19 @@ func podCondition(status *corev1.PodStatus, t corev1.PodConditionType) *corev1.P
 	return nil
 }
 
+// setPodCondition sets the condition of c's type in status, keeping the
+// previous transition time when the condition's status does not change.
+func setPodCondition(status *corev1.PodStatus, c corev1.PodCondition) {
+	if prev := podCondition(status, c.Type); prev != nil {
+		if prev.Status == c.Status {
+			c.LastTransitionTime = prev.LastTransitionTime
+		}
+		*prev = c
+		return
+	}
+	status.Conditions = append(status.Conditions, c)
+}
+
 // isPodReady reports whether the pod's Ready condition is True.
 func isPodReady(pod *corev1.Pod) bool {
 	c := podCondition(&pod.Status, corev1.PodReady)
