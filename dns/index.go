@@ -136,10 +136,7 @@ func (x *Index) UpsertService(svc *corev1.Service) {
 	}
 	if old != nil {
 		for _, ip := range old.reverseIPs {
-			x.svcByIP[ip] = removeKey(x.svcByIP[ip], key)
-			if len(x.svcByIP[ip]) == 0 {
-				delete(x.svcByIP, ip)
-			}
+			unindex(x.svcByIP, ip, key)
 		}
 		if old.externalName {
 			x.externalNames.Add(-1)
@@ -168,10 +165,7 @@ func (x *Index) DeleteService(namespace, name string) {
 		return
 	}
 	for _, ip := range old.reverseIPs {
-		x.svcByIP[ip] = removeKey(x.svcByIP[ip], key)
-		if len(x.svcByIP[ip]) == 0 {
-			delete(x.svcByIP, ip)
-		}
+		unindex(x.svcByIP, ip, key)
 	}
 	if old.externalName {
 		x.externalNames.Add(-1)
@@ -230,10 +224,7 @@ func (x *Index) DeleteEndpointSlice(namespace, name string) {
 func (x *Index) removeSliceLocked(skey, owner nsName) {
 	if old := x.slices[owner][skey.name]; old != nil {
 		for _, a := range old.addrs {
-			x.epByIP[a.ip] = removeKey(x.epByIP[a.ip], skey)
-			if len(x.epByIP[a.ip]) == 0 {
-				delete(x.epByIP, a.ip)
-			}
+			unindex(x.epByIP, a.ip, skey)
 		}
 	}
 	delete(x.slices[owner], skey.name)
@@ -272,10 +263,7 @@ func (x *Index) UpsertPod(pod *corev1.Pod) {
 		return
 	}
 	for _, ip := range old {
-		x.podByIP[ip] = removeKey(x.podByIP[ip], key)
-		if len(x.podByIP[ip]) == 0 {
-			delete(x.podByIP, ip)
-		}
+		unindex(x.podByIP, ip, key)
 	}
 	if !existed {
 		x.nsRefs[pod.Namespace]++
@@ -297,10 +285,7 @@ func (x *Index) DeletePod(namespace, name string) {
 		return
 	}
 	for _, ip := range old {
-		x.podByIP[ip] = removeKey(x.podByIP[ip], key)
-		if len(x.podByIP[ip]) == 0 {
-			delete(x.podByIP, ip)
-		}
+		unindex(x.podByIP, ip, key)
 	}
 	delete(x.pods, key)
 	x.unref(namespace)
@@ -476,6 +461,15 @@ func insertKey(s []nsName, k nsName) []nsName {
 }
 
 // removeKey returns s without k, copying (see insertKey).
+// unindex removes k from m[ip], and the entry when it becomes empty.
+func unindex(m map[netip.Addr][]nsName, ip netip.Addr, k nsName) {
+	if rest := removeKey(m[ip], k); len(rest) > 0 {
+		m[ip] = rest
+	} else {
+		delete(m, ip)
+	}
+}
+
 func removeKey(s []nsName, k nsName) []nsName {
 	i, found := slices.BinarySearchFunc(s, k, cmpKey)
 	if !found {
