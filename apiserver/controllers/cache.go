@@ -322,14 +322,7 @@ func (c *cache) service(namespace, name string) *serviceEntry {
 func (c *cache) serviceKeys() []string {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	var out []string
-	for ns, m := range c.services {
-		for name := range m {
-			out = append(out, ns+"/"+name)
-		}
-	}
-	slices.Sort(out)
-	return out
+	return namespacedKeys(c.services)
 }
 
 // servicesSelecting returns the keys of the Services in namespace whose
@@ -387,14 +380,7 @@ func (c *cache) endpointsObj(namespace, name string) *corev1.Endpoints {
 func (c *cache) endpointsKeys() []string {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	var out []string
-	for ns, m := range c.endpoints {
-		for name := range m {
-			out = append(out, ns+"/"+name)
-		}
-	}
-	slices.Sort(out)
-	return out
+	return namespacedKeys(c.endpoints)
 }
 
 // slicesForService returns the EndpointSlices labelled with the service
@@ -411,6 +397,19 @@ func (c *cache) sliceServiceKeys() []string {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return sortedKeys(c.slicesBySvc)
+}
+
+// namespacedKeys returns "namespace/name" of every entry of a
+// namespace → name → object map, sorted.
+func namespacedKeys[T any](m map[string]map[string]T) []string {
+	var out []string
+	for ns, byName := range m {
+		for name := range byName {
+			out = append(out, ns+"/"+name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func sortedKeys[T any](m map[string]T) []string {
